@@ -1,0 +1,1 @@
+"""Prices, usage ledger, budgets and rollups (see the metering issue)."""
