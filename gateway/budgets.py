@@ -1,0 +1,322 @@
+"""Hard USD budgets per tenant and per key, reserved before a request and settled after it.
+
+Contract: `BudgetReservations.reserve(request_id, tenant_budget, key_budget, max_cost)`
+reserves `max_cost` on both budgets or on neither (one Lua script, one round trip) and records
+the reservation under the request id. `settle(request_id, actual_cost)` gives the reservation
+back and charges the actual cost exactly once; `release(request_id)` gives it back without a
+charge (the request failed). Settling or releasing twice, or an unknown id, changes nothing.
+Budgets fail CLOSED: any Redis error or timeout raises `LimiterUnavailable` (-> 503).
+
+Amounts are integer micro-USD in Redis and `Decimal` in Python. Costs round up to the next
+micro-dollar and limits round down, so rounding never lets a request through that the exact
+amounts would refuse.
+
+Periods are UTC calendar periods; the period key ("2026-11-26", "2026-W48", "2026-11",
+"total", from `billing.periods`) is computed from `clock` at reservation time. A reservation
+is settled in the period it was made in, even when the request ends after midnight.
+
+Redis key layout ({scope} is "tenant" or "key", {owner_id} the tenant id / key public id):
+    aicc:budget:{scope}:{owner_id}:{period_key}:spent     integer µUSD charged (settled)
+    aicc:budget:{scope}:{owner_id}:{period_key}:reserved  integer µUSD held by open leases
+    aicc:budget:{scope}:{owner_id}:{period_key}:leases    ZSET "<request_id>|<µUSD>" -> expiry ms
+    aicc:budget:{scope}:{owner_id}:{period_key}:soft-alert  set once when the soft limit is hit
+    aicc:budget:res:{request_id}                          HASH the reservation record
+Period keys expire 40 days after their period ends ("total" never does); records live for the
+lease plus a day, which is how long settle stays idempotent.
+
+Expired reservations: each reservation holds a lease (default 10 min). A crashed process never
+settles, so `reserve` first sweeps leases whose expiry has passed on the budgets it touches
+(bounded to 100 per call) and gives their amounts back: reclaim is lazy, exact and needs no
+background job, and a budget nobody uses has nobody waiting for its room. A settle that
+arrives after its lease ran out still charges the actual cost (the request did run) but does
+not give the amount back a second time: removing the lease member decides who subtracts.
+
+Lost counters: a missing `spent` key (Redis restarted without persistence, or a new period)
+is never read as zero. `reserve` answers `status=COUNTER_MISSING` naming the budget; the caller
+rebuilds it from the ledger with `restore_spent(...)` and retries. `restore_spent` only
+creates a missing counter unless told to overwrite, so concurrent rebuilds cannot clobber
+charges made in between. A settle that finds its counter missing skips the charge and says so
+(the ledger has it and the rebuild sums it).
+
+Soft limit: the settle whose charge brings `spent` to at least `soft_limit_pct` of the limit
+sets the period's alert key with SET NX inside the script, so exactly one settle per period,
+over all processes, reports `soft_limit_crossed`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from billing import periods
+from gateway.limits import (
+    DEFAULT_LEASE_S,
+    KEY_PREFIX,
+    LimiterUnavailable,
+    Scope,
+    guarded,
+    load_script,
+)
+
+MICRO = Decimal("0.000001")
+PERIOD_RETENTION = timedelta(days=40)
+RECORD_RETENTION_S = 86_400
+
+__all__ = [
+    "Budget",
+    "BudgetRef",
+    "BudgetReservations",
+    "BudgetState",
+    "LimiterUnavailable",
+    "ReservationResult",
+    "ReserveStatus",
+    "SettleResult",
+    "SettleStatus",
+]
+
+
+class ReserveStatus(StrEnum):
+    RESERVED = "reserved"
+    REJECTED = "rejected"  # would cross `rejected_by`
+    DUPLICATE = "duplicate"  # this request id already holds a reservation
+    COUNTER_MISSING = "counter_missing"  # rebuild `missing` with restore_spent, then retry
+
+
+class SettleStatus(StrEnum):
+    DONE = "done"
+    ALREADY_DONE = "already_done"
+    UNKNOWN = "unknown"  # never reserved, or its record is long gone
+
+
+@dataclass(frozen=True)
+class Budget:
+    scope: Scope
+    owner_id: str
+    limit_usd: Decimal
+    period: str  # billing.periods.DAILY / WEEKLY / MONTHLY / TOTAL
+    soft_limit_pct: Decimal | None = None  # e.g. Decimal(80)
+
+
+@dataclass(frozen=True)
+class BudgetRef:
+    """One budget in one period: what a rejection or an alert is about."""
+
+    scope: Scope
+    owner_id: str
+    period: str
+    period_key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.scope.value}|{self.owner_id}|{self.period}|{self.period_key}"
+
+    @classmethod
+    def from_label(cls, label: str) -> BudgetRef:
+        scope, owner_id, period, period_key = label.split("|")
+        return cls(Scope(scope), owner_id, period, period_key)
+
+
+@dataclass(frozen=True)
+class ReservationResult:
+    status: ReserveStatus
+    rejected_by: BudgetRef | None = None
+    spent_usd: Decimal | None = None  # of `rejected_by`, when rejected
+    reserved_usd: Decimal | None = None
+    missing: BudgetRef | None = None
+
+    @property
+    def admitted(self) -> bool:
+        return self.status is ReserveStatus.RESERVED
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    status: SettleStatus
+    soft_limit_crossed: tuple[BudgetRef, ...] = ()
+    counter_missing: tuple[BudgetRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    spent_usd: Decimal | None  # None: the counter is missing and must be rebuilt
+    reserved_usd: Decimal
+
+
+def to_micro(amount: Decimal, *, rounding: str = ROUND_CEILING) -> int:
+    if not isinstance(amount, Decimal):
+        raise TypeError("money is Decimal")
+    return int((amount / MICRO).to_integral_value(rounding=rounding))
+
+
+def from_micro(micro: int) -> Decimal:
+    return (Decimal(micro) * MICRO).quantize(MICRO)
+
+
+def _budget_key(ref: BudgetRef, suffix: str) -> str:
+    return f"{KEY_PREFIX}:budget:{ref.scope.value}:{ref.owner_id}:{ref.period_key}:{suffix}"
+
+
+def _record_key(request_id: str) -> str:
+    return f"{KEY_PREFIX}:budget:res:{request_id}"
+
+
+class BudgetReservations:
+    """Budget reservations over all gateway processes. One instance per process."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        timeout_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.lease_ms = int(lease_s * 1000)
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self._reserve = client.register_script(load_script("budget_reserve.lua"))
+        self._settle = client.register_script(load_script("budget_settle.lua"))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def ref(self, budget: Budget, now: datetime | None = None) -> BudgetRef:
+        """The budget in the period containing `now` (default: the clock's now)."""
+        now = now or self._now()
+        return BudgetRef(
+            budget.scope, budget.owner_id, budget.period, periods.period_key(budget.period, now)
+        )
+
+    def _key_ttl_ms(self, budget: Budget, now: datetime) -> int:
+        if budget.period == periods.TOTAL:
+            return -1
+        _, end = periods.period_bounds(budget.period, now)
+        return int((end - now + PERIOD_RETENTION).total_seconds() * 1000)
+
+    async def reserve(
+        self,
+        request_id: str,
+        tenant_budget: Budget | None,
+        key_budget: Budget | None,
+        max_cost: Decimal,
+    ) -> ReservationResult:
+        budgets = [b for b in (tenant_budget, key_budget) if b is not None]
+        if not budgets:
+            return ReservationResult(ReserveStatus.RESERVED)
+        now = self._now()
+        amount = to_micro(max_cost)
+        refs = [self.ref(b, now) for b in budgets]
+        keys: list[str] = [_record_key(request_id)]
+        args: list[Any] = [
+            int(now.timestamp() * 1000),
+            self.lease_ms,
+            request_id,
+            amount,
+            self.lease_ms + RECORD_RETENTION_S * 1000,
+            len(budgets),
+        ]
+        for budget, ref in zip(budgets, refs, strict=True):
+            keys += [_budget_key(ref, s) for s in ("spent", "reserved", "leases")]
+            limit = to_micro(budget.limit_usd, rounding=ROUND_FLOOR)
+            soft = (
+                -1
+                if budget.soft_limit_pct is None
+                else to_micro(budget.limit_usd * budget.soft_limit_pct / 100)
+            )
+            args += [
+                limit,
+                self._key_ttl_ms(budget, now),
+                soft,
+                _budget_key(ref, "soft-alert"),
+                ref.label,
+            ]
+        status, index, spent, reserved = (
+            int(x) for x in await guarded(self._reserve(keys=keys, args=args), self.timeout_s)
+        )
+        if status == 1:
+            return ReservationResult(ReserveStatus.RESERVED)
+        if status == 2:
+            return ReservationResult(ReserveStatus.DUPLICATE)
+        if status == 3:
+            return ReservationResult(ReserveStatus.COUNTER_MISSING, missing=refs[index - 1])
+        return ReservationResult(
+            ReserveStatus.REJECTED,
+            rejected_by=refs[index - 1],
+            spent_usd=from_micro(spent),
+            reserved_usd=from_micro(reserved),
+        )
+
+    async def settle(self, request_id: str, actual_cost: Decimal) -> SettleResult:
+        return await self._finish(request_id, to_micro(actual_cost), "settle")
+
+    async def release(self, request_id: str) -> SettleResult:
+        return await self._finish(request_id, 0, "release")
+
+    async def _finish(self, request_id: str, actual: int, mode: str) -> SettleResult:
+        raw = await guarded(
+            self._settle(keys=[_record_key(request_id)], args=[actual, mode]), self.timeout_s
+        )
+        status = int(raw[0])
+        if status == 0:
+            return SettleResult(SettleStatus.UNKNOWN)
+        if status == 2:
+            return SettleResult(SettleStatus.ALREADY_DONE)
+        crossed: list[BudgetRef] = []
+        missing: list[BudgetRef] = []
+        for i in range(1, len(raw), 3):
+            label = raw[i].decode() if isinstance(raw[i], bytes) else str(raw[i])
+            ref = BudgetRef.from_label(label)
+            if int(raw[i + 1]):
+                crossed.append(ref)
+            if int(raw[i + 2]):
+                missing.append(ref)
+        return SettleResult(SettleStatus.DONE, tuple(crossed), tuple(missing))
+
+    async def restore_spent(
+        self,
+        budget: Budget,
+        spent_usd: Decimal,
+        *,
+        overwrite: bool = False,
+        now: datetime | None = None,
+    ) -> bool:
+        """Set the spent counter (rebuilt from the ledger). Returns whether it was written.
+
+        Without `overwrite` it only creates a missing counter, so a rebuild racing with
+        another rebuild or with settles never erases charges.
+        """
+        now = now or self._now()
+        ref = self.ref(budget, now)
+        ttl_ms = self._key_ttl_ms(budget, now)
+        written = await guarded(
+            self.client.set(
+                _budget_key(ref, "spent"),
+                to_micro(spent_usd),
+                nx=not overwrite,
+                px=ttl_ms if ttl_ms > 0 else None,
+            ),
+            self.timeout_s,
+        )
+        return bool(written)
+
+    async def read_state(self, budget: Budget, now: datetime | None = None) -> BudgetState:
+        ref = self.ref(budget, now)
+        spent, reserved = await guarded(
+            self.client.mget(_budget_key(ref, "spent"), _budget_key(ref, "reserved")),
+            self.timeout_s,
+        )
+        return BudgetState(
+            spent_usd=None if spent is None else from_micro(int(spent)),
+            reserved_usd=from_micro(int(reserved or 0)),
+        )
+
+    async def is_counter_missing(self, budget: Budget, now: datetime | None = None) -> bool:
+        return (await self.read_state(budget, now)).spent_usd is None

@@ -1,0 +1,358 @@
+"""Exact rate limits shared by every gateway process: requests/min, tokens/min, concurrency.
+
+Contract: `RateLimiter.admit()` checks the key's and the tenant's limits in ONE atomic Redis
+round trip (a Lua script, EVALSHA with a NOSCRIPT fallback) and either consumes in every scope
+or in none. An admitted request gets an `Admission`; the caller ends it with
+`finish(admission, actual_tokens)` (or `settle` / `release` separately) and may `renew` its
+concurrency lease during long streams. `rate_limit_headers(result)` renders OpenAI's
+`x-ratelimit-*` and the IETF `RateLimit` / `RateLimit-Policy` headers. Budgets live in
+`gateway.budgets`.
+
+Algorithm: GCRA (generic cell rate algorithm), the exact form of a token bucket, for requests
+and tokens alike. A bucket of capacity `limit` refills continuously at `limit` per 60 s; a
+request takes 1 (requests) or its token estimate (tokens). Why GCRA:
+- exact: the state is one integer "fill" (units in use × window_ms) drained by `limit` per ms,
+  compared with integers inside the script, so 240 simultaneous callers on a 60 rpm limit
+  admit exactly 60, and `retry_after_s` is exactly when the next one fits;
+- O(1) memory per scope (a sliding-window log keeps one entry per request: 10k rpm → 10k
+  members per key), and no boundary burst of 2× like a fixed window, nor the approximation of
+  a sliding-window counter;
+- weighted costs and corrections are natural: `settle` moves the fill by
+  (actual - estimate) tokens, leaving debt that later requests wait out when the estimate
+  was short. This is also the semantics OpenAI documents (limits replenish continuously; the
+  reset header is the time until the bucket is full again).
+The trade-off: after a full burst a client may send 1 request per second, so a rolling 60 s
+window can see up to 2× the limit at the very worst; the rate over time is exact.
+Concurrency is a sorted set of request ids scored by lease expiry (default 10 min, renewable):
+a crashed process's slots expire instead of leaking like a counter would.
+
+Time: `now_ms` comes from `RateLimiter.clock` (default `time.time`; tests replace it). The
+script never moves a bucket's clock backwards, so a process whose clock lags cannot refill a
+bucket twice.
+
+Redis key layout (one Redis, no cluster hash tags needed; ids are our own ids, never secrets):
+    aicc:rl:{scope}:{owner_id}:req    HASH  f = fill (requests × ms), t = last update ms
+    aicc:rl:{scope}:{owner_id}:tok    HASH  f = fill (tokens × ms), t = last update ms
+    aicc:rl:{scope}:{owner_id}:conc   ZSET  member request_id, score = lease expiry ms
+with scope "key" (owner_id = the API key's public id) or "tenant" (owner_id = tenant id).
+Each key expires on its own once fully drained / all leases are over.
+
+Failure: any Redis error or timeout becomes `LimiterUnavailable`. With `fail_open=True`,
+`admit` instead returns an admitted result marked `is_fail_open` whose admission is inert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+KEY_PREFIX = "aicc"
+WINDOW_MS = 60_000
+DEFAULT_LEASE_S = 600.0
+
+T = TypeVar("T")
+
+
+class LimiterUnavailable(Exception):
+    """Redis could not be asked (down, timed out, refused). Callers map it to 503."""
+
+
+class Scope(StrEnum):
+    KEY = "key"
+    TENANT = "tenant"
+
+
+class LimitKind(StrEnum):
+    REQUESTS = "requests"
+    TOKENS = "tokens"
+    CONCURRENCY = "concurrency"
+
+
+@dataclass(frozen=True)
+class RatePolicy:
+    """Limits of one scope; None means unlimited."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True)
+class ScopeLimits:
+    scope: Scope
+    owner_id: str
+    policy: RatePolicy
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One header trio for the tightest scope of a kind."""
+
+    scope: Scope
+    limit: int
+    remaining: int
+    reset_ms: int
+
+    @property
+    def reset_s(self) -> int:
+        return math.ceil(self.reset_ms / 1000)
+
+
+@dataclass
+class Admission:
+    """What `settle`/`release` need to undo or correct an admission. One per request."""
+
+    request_id: str
+    scopes: tuple[ScopeLimits, ...]
+    reserved_tokens: int
+    is_inert: bool = False  # fail-open admissions touched no counter
+    is_settled: bool = False
+    is_released: bool = False
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    admitted: bool
+    rejected_scope: Scope | None = None
+    rejected_kind: LimitKind | None = None
+    retry_after_s: int = 0  # >= 1 when rejected
+    is_request_too_large: bool = False  # the request can never fit this limit
+    is_fail_open: bool = False
+    requests: Quota | None = None
+    tokens: Quota | None = None
+    concurrency: Quota | None = None
+    admission: Admission | None = field(default=None, compare=False)
+
+
+def rl_key(scope: Scope, owner_id: str, kind: str) -> str:
+    return f"{KEY_PREFIX}:rl:{scope.value}:{owner_id}:{kind}"
+
+
+def load_script(name: str) -> str:
+    return resources.files("gateway").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+async def guarded(call: Awaitable[T], timeout_s: float) -> T:
+    """Await a Redis call; every failure comes out as LimiterUnavailable."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await call
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise LimiterUnavailable(f"redis unavailable: {type(exc).__name__}: {exc}") from exc
+
+
+def _limit_arg(value: int | None) -> int:
+    if value is not None and value < 0:
+        raise ValueError("limits must be >= 0 or None")
+    return -1 if value is None else value
+
+
+class RateLimiter:
+    """Rate limits over all gateway processes. One instance per process (scripts register once)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        fail_open: bool,
+        lease_s: float = DEFAULT_LEASE_S,
+        timeout_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.fail_open = fail_open
+        self.lease_ms = int(lease_s * 1000)
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self._admit = client.register_script(load_script("rate_admit.lua"))
+        self._finish = client.register_script(load_script("rate_finish.lua"))
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def admit(
+        self,
+        *,
+        request_id: str,
+        key: ScopeLimits,
+        tenant: ScopeLimits,
+        estimated_tokens: int,
+    ) -> RateLimitResult:
+        """Admit or reject one request in both scopes at once.
+
+        `estimated_tokens` = prompt estimate + max_tokens; it is what the tokens/minute window
+        holds until `settle` replaces it with the actual count.
+        """
+        if estimated_tokens < 0:
+            raise ValueError("estimated_tokens must be >= 0")
+        scopes = (key, tenant)
+        keys: list[str] = []
+        args: list[Any] = [
+            self._now_ms(),
+            WINDOW_MS,
+            self.lease_ms,
+            request_id,
+            estimated_tokens,
+            len(scopes),
+        ]
+        for limits in scopes:
+            keys += [rl_key(limits.scope, limits.owner_id, k) for k in ("req", "tok", "conc")]
+            policy = limits.policy
+            args += [
+                _limit_arg(policy.requests_per_minute),
+                _limit_arg(policy.tokens_per_minute),
+                _limit_arg(policy.max_concurrent),
+            ]
+        try:
+            raw = await guarded(self._admit(keys=keys, args=args), self.timeout_s)
+        except LimiterUnavailable:
+            if not self.fail_open:
+                raise
+            inert = Admission(request_id, scopes, estimated_tokens, is_inert=True)
+            return RateLimitResult(admitted=True, is_fail_open=True, admission=inert)
+        return _result_from_script(
+            [int(x) for x in raw], scopes, request_id=request_id, tokens=estimated_tokens
+        )
+
+    async def settle(self, admission: Admission, actual_tokens: int) -> None:
+        """Replace the token estimate with the actual count (once; later calls do nothing)."""
+        await self._end(admission, actual_tokens=actual_tokens, is_release=False)
+
+    async def release(self, admission: Admission) -> None:
+        """Free the concurrency slot (once)."""
+        await self._end(admission, actual_tokens=None, is_release=True)
+
+    async def finish(self, admission: Admission, actual_tokens: int | None) -> None:
+        """settle + release in one round trip; `actual_tokens=None` keeps the estimate."""
+        await self._end(admission, actual_tokens=actual_tokens, is_release=True)
+
+    async def renew(self, admission: Admission) -> None:
+        """Push the concurrency lease out by `lease_s` from now, for long streams."""
+        if admission.is_inert or admission.is_released:
+            return
+        expiry_ms = self._now_ms() + self.lease_ms
+        async with self.client.pipeline(transaction=True) as pipe:
+            for limits in admission.scopes:
+                if limits.policy.max_concurrent is not None:
+                    conc_key = rl_key(limits.scope, limits.owner_id, "conc")
+                    pipe.zadd(conc_key, {admission.request_id: expiry_ms}, xx=True)
+            await guarded(pipe.execute(), self.timeout_s)
+
+    async def _end(
+        self, admission: Admission, *, actual_tokens: int | None, is_release: bool
+    ) -> None:
+        if admission.is_inert:
+            return
+        is_settle = actual_tokens is not None and not admission.is_settled
+        is_release = is_release and not admission.is_released
+        if not (is_settle or is_release):
+            return
+        delta = (actual_tokens - admission.reserved_tokens) if actual_tokens is not None else 0
+        keys: list[str] = []
+        args: list[Any] = [
+            self._now_ms(),
+            WINDOW_MS,
+            admission.request_id,
+            delta,
+            int(is_settle),
+            int(is_release),
+            len(admission.scopes),
+        ]
+        for limits in admission.scopes:
+            keys += [rl_key(limits.scope, limits.owner_id, k) for k in ("tok", "conc")]
+            args.append(_limit_arg(limits.policy.tokens_per_minute))
+        await guarded(self._finish(keys=keys, args=args), self.timeout_s)
+        admission.is_settled = admission.is_settled or is_settle
+        admission.is_released = admission.is_released or is_release
+
+
+def _result_from_script(
+    raw: list[int], scopes: tuple[ScopeLimits, ...], *, request_id: str, tokens: int
+) -> RateLimitResult:
+    admitted, rejected_index, rejected_kind, wait_ms, too_large = raw[:5]
+    quotas: dict[LimitKind, Quota] = {}
+    for i, limits in enumerate(scopes):
+        req_left, req_reset, tok_left, tok_reset, conc_left = raw[5 + i * 5 : 10 + i * 5]
+        policy = limits.policy
+        candidates = (
+            (LimitKind.REQUESTS, policy.requests_per_minute, req_left, req_reset),
+            (LimitKind.TOKENS, policy.tokens_per_minute, tok_left, tok_reset),
+            (LimitKind.CONCURRENCY, policy.max_concurrent, conc_left, 0),
+        )
+        for kind, limit, left, reset_ms in candidates:
+            if limit is None:
+                continue
+            quota = Quota(limits.scope, limit, left, max(reset_ms, 0))
+            best = quotas.get(kind)
+            # Tightest scope: least remaining, then the smaller limit.
+            if best is None or (left, limit) < (best.remaining, best.limit):
+                quotas[kind] = quota
+    common = {
+        "requests": quotas.get(LimitKind.REQUESTS),
+        "tokens": quotas.get(LimitKind.TOKENS),
+        "concurrency": quotas.get(LimitKind.CONCURRENCY),
+    }
+    if admitted:
+        admission = Admission(request_id, scopes, tokens)
+        return RateLimitResult(admitted=True, admission=admission, **common)
+    kind = (LimitKind.REQUESTS, LimitKind.TOKENS, LimitKind.CONCURRENCY)[rejected_kind - 1]
+    return RateLimitResult(
+        admitted=False,
+        rejected_scope=scopes[rejected_index - 1].scope,
+        rejected_kind=kind,
+        retry_after_s=max(1, math.ceil(wait_ms / 1000)),
+        is_request_too_large=bool(too_large),
+        **common,
+    )
+
+
+def _duration(ms: int) -> str:
+    """OpenAI's reset format: "20ms", "1s", "6m0s", "1m30.5s"."""
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest_ms = divmod(ms, 60_000)
+    seconds = f"{rest_ms / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
+def rate_limit_headers(result: RateLimitResult) -> list[tuple[str, str]]:
+    """Response headers for a rate-limit decision (admitted or rejected).
+
+    OpenAI: x-ratelimit-{limit,remaining,reset}-{requests,tokens}. IETF
+    draft-ietf-httpapi-ratelimit-headers-11: `RateLimit-Policy: "requests";q=60;w=60` and
+    `RateLimit: "requests";r=59;t=1` (Structured Field lists; `t` is whole seconds). Tokens
+    are not in the IETF fields: "tokens" is not a registered quota unit, and an unknown unit
+    would be read as requests. Concurrency uses the registered "concurrent-requests" unit.
+    Retry-After is added on rejection.
+    """
+    headers: list[tuple[str, str]] = []
+    for suffix, quota in (("requests", result.requests), ("tokens", result.tokens)):
+        if quota is None:
+            continue
+        headers += [
+            (f"x-ratelimit-limit-{suffix}", str(quota.limit)),
+            (f"x-ratelimit-remaining-{suffix}", str(quota.remaining)),
+            (f"x-ratelimit-reset-{suffix}", _duration(quota.reset_ms)),
+        ]
+    policies: list[str] = []
+    states: list[str] = []
+    if result.requests is not None:
+        policies.append(f'"requests";q={result.requests.limit};w={WINDOW_MS // 1000}')
+        states.append(f'"requests";r={result.requests.remaining};t={result.requests.reset_s}')
+    if result.concurrency is not None:
+        policies.append(f'"concurrency";q={result.concurrency.limit};qu="concurrent-requests"')
+        states.append(f'"concurrency";r={result.concurrency.remaining}')
+    if policies:
+        headers += [("RateLimit-Policy", ", ".join(policies)), ("RateLimit", ", ".join(states))]
+    if not result.admitted:
+        headers.append(("Retry-After", str(result.retry_after_s)))
+    return headers
