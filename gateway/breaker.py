@@ -1,0 +1,394 @@
+"""A circuit breaker per upstream ("litellm", "ollama", ...) whose state every gateway process
+shares through Redis.
+
+Contract. Before calling the upstream, `decision = await breaker.allow()`; if
+`decision.is_allowed` is false answer 503 with `Retry-After: decision.retry_after_s`. The caller
+classifies the outcome and hands the decision back:
+
+    5xx, timeout, connection error  -> await breaker.record_failure(decision)
+    2xx / 3xx                       -> await breaker.record_success(decision)
+    4xx                             -> nothing, unless decision.is_probe: any answer proves the
+                                       upstream is up, so record_success(decision)
+    cancelled before an answer      -> await breaker.release(decision) (gives back a probe)
+
+States: closed -> open after `failure_threshold` consecutive failures counted across all
+processes (one Redis hash per upstream); open -> half-open when `open_until` passes; in
+half-open exactly one caller, across all processes, gets the probe (a token with a lease, so a
+crashed prober cannot wedge the breaker); a successful probe closes and resets failures and
+timeout; a failed probe reopens with the timeout doubled, capped at `max_reset_timeout_s`.
+Results of callers that were rejected, or of stale probes, change nothing. Every transition is
+one Lua script, so concurrent processes cannot interleave inside it.
+
+Cost. Closed or half-open: one Redis round trip per `allow()` and per `record_*()`. Open: the
+deadline is cached in the process, and until it passes `allow()` makes no Redis call. That is
+safe because only a probe can close the breaker, a probe only starts after the deadline, and
+the deadline is absolute. Deadlines come from the injected `clock`, passed to the scripts in
+ms (never Redis TIME), so processes need synchronised clocks (NTP) and tests can move time.
+
+Redis unavailable (connection error or no answer within `redis_timeout_s`): the breaker logs
+`breaker_redis_unavailable` once and runs the same state machine on process-local state, so
+requests still flow and a dead upstream is still cut off (after `failure_threshold` failures in
+this process). One caller retries Redis every `redis_retry_after_s`; on success it logs
+`breaker_redis_recovered` and drops the local state. Failing open rather than closed: losing
+Redis must not turn every request into an error.
+
+Why not a library: pybreaker 1.4 does not see failures of awaited calls (its async path needs
+tornado) and keeps its state per process. aiobreaker is pybreaker ported to asyncio, but its
+Redis storage uses the blocking client and separate non-atomic reads and writes. purgatory
+stores circuits in Redis with plain GET/SET (no atomic transition), lets every caller through in
+half-open, has a fixed TTL and reads time.time directly. circuitbreaker is per process.
+asyncbreaker and aiobreaker-redis are new single-author releases with the pybreaker model
+(no single cross-process probe, no growing timeout). None gives an atomic single probe with a
+lease plus a growing timeout, so this module is the ~300 lines that do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = structlog.get_logger(__name__)
+
+State = Literal["closed", "open", "half_open"]
+TransitionHook = Callable[[str, State, State], None]
+
+KEY_PREFIX = "aicc:breaker:"
+_TRANSITION_EVENTS: dict[State, str] = {
+    "open": "breaker_opened",
+    "half_open": "breaker_half_open",
+    "closed": "breaker_closed",
+}
+_REDIS_DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+# One hash per upstream: state ("open" or absent = closed), failures, open_until_ms, timeout_ms,
+# probe_token, probe_until_ms. A closed breaker with no failures has no key at all.
+# Script replies are {outcome, deadline_ms, number}.
+_ALLOW_LUA = """
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'state', 'open_until_ms', 'timeout_ms',
+                     'probe_token', 'probe_until_ms')
+if h[1] ~= 'open' then return {'closed', 0, 0} end
+local open_until = tonumber(h[2])
+if now < open_until then return {'open', open_until, 0} end
+local probe_until = tonumber(h[5] or '0')
+if h[4] and now < probe_until then return {'probing', probe_until, 0} end
+redis.call('HSET', KEYS[1], 'probe_token', ARGV[2], 'probe_until_ms', now + tonumber(ARGV[3]))
+return {h[4] and 'probe_after_lapsed_lease' or 'probe', open_until, tonumber(h[3])}
+"""
+
+_FAILURE_LUA = """
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'state', 'timeout_ms', 'probe_token')
+if h[1] == 'open' then
+  if ARGV[2] == '' or h[3] ~= ARGV[2] then return {'ignored', 0, 0} end
+  local timeout = math.min(tonumber(h[2]) * 2, tonumber(ARGV[5]))
+  redis.call('HSET', KEYS[1], 'open_until_ms', now + timeout, 'timeout_ms', timeout)
+  redis.call('HDEL', KEYS[1], 'probe_token', 'probe_until_ms')
+  return {'reopened', now + timeout, timeout}
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures < tonumber(ARGV[3]) then return {'counted', 0, failures} end
+local timeout = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'state', 'open', 'open_until_ms', now + timeout, 'timeout_ms', timeout)
+return {'opened', now + timeout, timeout}
+"""
+
+_SUCCESS_LUA = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'probe_token')
+if h[1] == 'open' then
+  if ARGV[1] == '' or h[2] ~= ARGV[1] then return {'ignored', 0, 0} end
+  redis.call('DEL', KEYS[1])
+  return {'closed', 0, 0}
+end
+redis.call('DEL', KEYS[1])
+return {'reset', 0, 0}
+"""
+
+_RELEASE_LUA = """
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'probe_token') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'probe_token', 'probe_until_ms')
+  return {'released', 0, 0}
+end
+return {'ignored', 0, 0}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What `allow()` answered; hand it back to `record_success` / `record_failure` / `release`."""
+
+    is_allowed: bool
+    is_probe: bool = False
+    retry_after_s: float = 0.0
+    probe_token: str = ""
+
+
+_ALLOWED = Decision(is_allowed=True)
+_Reply = tuple[str, int, int]
+
+
+@dataclass(slots=True)
+class _LocalState:
+    """The scripts' state machine on process memory, used only while Redis is unreachable."""
+
+    is_open: bool = False
+    failures: int = 0
+    open_until_ms: int = 0
+    timeout_ms: int = 0
+    probe_token: str = ""
+    probe_until_ms: int = 0
+
+    def allow(self, now_ms: int, token: str, lease_ms: int) -> _Reply:
+        if not self.is_open:
+            return ("closed", 0, 0)
+        if now_ms < self.open_until_ms:
+            return ("open", self.open_until_ms, 0)
+        if self.probe_token and now_ms < self.probe_until_ms:
+            return ("probing", self.probe_until_ms, 0)
+        outcome = "probe_after_lapsed_lease" if self.probe_token else "probe"
+        self.probe_token, self.probe_until_ms = token, now_ms + lease_ms
+        return (outcome, self.open_until_ms, self.timeout_ms)
+
+    def failure(self, now_ms: int, token: str, threshold: int, base_ms: int, max_ms: int) -> _Reply:
+        if self.is_open:
+            if not token or token != self.probe_token:
+                return ("ignored", 0, 0)
+            self.timeout_ms = min(self.timeout_ms * 2, max_ms)
+            self.open_until_ms = now_ms + self.timeout_ms
+            self.probe_token, self.probe_until_ms = "", 0
+            return ("reopened", self.open_until_ms, self.timeout_ms)
+        self.failures += 1
+        if self.failures < threshold:
+            return ("counted", 0, self.failures)
+        self.is_open, self.timeout_ms, self.open_until_ms = True, base_ms, now_ms + base_ms
+        return ("opened", self.open_until_ms, self.timeout_ms)
+
+    def success(self, token: str) -> _Reply:
+        if self.is_open and (not token or token != self.probe_token):
+            return ("ignored", 0, 0)
+        outcome = "closed" if self.is_open else "reset"
+        self.is_open, self.failures, self.open_until_ms, self.timeout_ms = False, 0, 0, 0
+        self.probe_token, self.probe_until_ms = "", 0
+        return (outcome, 0, 0)
+
+    def release(self, token: str) -> _Reply:
+        if token and token == self.probe_token:
+            self.probe_token, self.probe_until_ms = "", 0
+            return ("released", 0, 0)
+        return ("ignored", 0, 0)
+
+    @classmethod
+    def from_hash(cls, fields: dict[bytes, bytes]) -> _LocalState:
+        def number(name: str) -> int:
+            return int(fields.get(name.encode(), b"0"))
+
+        return cls(
+            is_open=fields.get(b"state") == b"open",
+            failures=number("failures"),
+            open_until_ms=number("open_until_ms"),
+            timeout_ms=number("timeout_ms"),
+            probe_token=fields.get(b"probe_token", b"").decode(),
+            probe_until_ms=number("probe_until_ms"),
+        )
+
+
+class CircuitBreaker:
+    """One upstream's breaker in this process; the state lives in Redis at `aicc:breaker:<name>`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        redis: Redis,
+        failure_threshold: int = 5,
+        reset_timeout_s: float = 30.0,
+        max_reset_timeout_s: float = 300.0,
+        probe_lease_s: float = 130.0,
+        redis_timeout_s: float = 0.5,
+        redis_retry_after_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        on_transition: TransitionHook | None = None,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        if not 0 < reset_timeout_s <= max_reset_timeout_s:
+            raise ValueError("need 0 < reset_timeout_s <= max_reset_timeout_s")
+        if probe_lease_s <= 0 or redis_timeout_s <= 0 or redis_retry_after_s <= 0:
+            raise ValueError("probe_lease_s, redis_timeout_s and redis_retry_after_s must be > 0")
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.clock = clock
+        self.on_transition = on_transition
+        # Transitions this process performed, by the state entered. Other processes count theirs.
+        self.transition_counts: Counter[State] = Counter()
+        self._key = KEY_PREFIX + name
+        self._reset_timeout_ms = round(reset_timeout_s * 1000)
+        self._max_reset_timeout_ms = round(max_reset_timeout_s * 1000)
+        # The lease must outlast the slowest legitimate probe (connect + read timeout of the
+        # upstream call), otherwise a second probe starts while the first is still running.
+        self._probe_lease_ms = round(probe_lease_s * 1000)
+        self._redis_timeout_s = redis_timeout_s
+        self._redis_retry_after_s = redis_retry_after_s
+        self._scripts = {
+            "allow": redis.register_script(_ALLOW_LUA),
+            "failure": redis.register_script(_FAILURE_LUA),
+            "success": redis.register_script(_SUCCESS_LUA),
+            "release": redis.register_script(_RELEASE_LUA),
+        }
+        self._redis = redis
+        self._open_until_ms = 0  # cached shared deadline; before it, reject without Redis
+        self._local = _LocalState()
+        self._is_redis_down = False
+        self._redis_retry_at_s = 0.0
+
+    # --- the four calls of the request path -------------------------------------------------
+    async def allow(self) -> Decision:
+        now_ms = self._now_ms()
+        if now_ms < self._open_until_ms:
+            return self._reject(self._open_until_ms - now_ms)
+        token = secrets.token_hex(8)
+        outcome, deadline_ms, timeout_ms = await self._run(
+            "allow",
+            (now_ms, token, self._probe_lease_ms),
+            lambda local: local.allow(now_ms, token, self._probe_lease_ms),
+        )
+        if outcome == "closed":
+            return _ALLOWED
+        if outcome == "open":
+            self._open_until_ms = deadline_ms
+            return self._reject(deadline_ms - now_ms)
+        if outcome == "probing":
+            # The probe decides soon; don't tell clients to stay away for the whole lease.
+            return self._reject(min(deadline_ms - now_ms, self._reset_timeout_ms))
+        if outcome == "probe_after_lapsed_lease":
+            log.warning("breaker_probe_lease_lapsed", upstream=self.name)
+        else:
+            self._transition("open", "half_open", timeout_s=timeout_ms / 1000)
+        return Decision(is_allowed=True, is_probe=True, probe_token=token)
+
+    async def record_failure(self, decision: Decision) -> None:
+        if not decision.is_allowed:
+            return  # our own fast-fail says nothing about the upstream
+        now_ms = self._now_ms()
+        outcome, deadline_ms, timeout_ms = await self._run(
+            "failure",
+            (
+                now_ms,
+                decision.probe_token,
+                self.failure_threshold,
+                self._reset_timeout_ms,
+                self._max_reset_timeout_ms,
+            ),
+            lambda local: local.failure(
+                now_ms,
+                decision.probe_token,
+                self.failure_threshold,
+                self._reset_timeout_ms,
+                self._max_reset_timeout_ms,
+            ),
+        )
+        if outcome in ("opened", "reopened"):
+            self._open_until_ms = deadline_ms
+            old: State = "closed" if outcome == "opened" else "half_open"
+            self._transition(old, "open", timeout_s=timeout_ms / 1000)
+
+    async def record_success(self, decision: Decision) -> None:
+        if not decision.is_allowed:
+            return
+        outcome, _, _ = await self._run(
+            "success", (decision.probe_token,), lambda local: local.success(decision.probe_token)
+        )
+        if outcome == "closed":
+            self._open_until_ms = 0
+            self._transition("half_open", "closed", timeout_s=self._reset_timeout_ms / 1000)
+
+    async def release(self, decision: Decision) -> None:
+        """The call ended without an answer (client went away): a probe token goes back."""
+        if decision.is_probe:
+            token = decision.probe_token
+            await self._run("release", (token,), lambda local: local.release(token))
+
+    # --- health ---------------------------------------------------------------------------------
+    async def snapshot(self) -> dict[str, Any]:
+        """State for /health: read-only, one HGETALL (or the local state while Redis is down)."""
+        state = self._local
+        is_shared = not self._is_redis_down
+        if is_shared:
+            try:
+                async with asyncio.timeout(self._redis_timeout_s):
+                    state = _LocalState.from_hash(await self._redis.hgetall(self._key))
+            except _REDIS_DOWN_ERRORS:
+                is_shared = False
+        now_ms = self._now_ms()
+        current: State = "closed"
+        if state.is_open:
+            current = "open" if now_ms < state.open_until_ms else "half_open"
+        return {
+            "upstream": self.name,
+            "state": current,
+            "consecutive_failures": state.failures,
+            "open_until": state.open_until_ms / 1000 if state.is_open else None,
+            "current_timeout_s": (state.timeout_ms or self._reset_timeout_ms) / 1000,
+            "is_probe_in_flight": bool(state.probe_token) and now_ms < state.probe_until_ms,
+            "is_shared": is_shared,
+        }
+
+    # --- internals ------------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return round(self.clock() * 1000)
+
+    def _reject(self, retry_after_ms: int) -> Decision:
+        return Decision(is_allowed=False, retry_after_s=max(retry_after_ms, 1) / 1000)
+
+    def _transition(self, old: State, new: State, *, timeout_s: float) -> None:
+        self.transition_counts[new] += 1
+        emit = log.warning if new == "open" else log.info
+        emit(
+            _TRANSITION_EVENTS[new],
+            upstream=self.name,
+            previous_state=old,
+            timeout_s=timeout_s,
+            is_shared=not self._is_redis_down,
+        )
+        if self.on_transition is not None:
+            self.on_transition(self.name, old, new)
+
+    async def _run(
+        self, script: str, args: Sequence[str | int], local_step: Callable[[_LocalState], _Reply]
+    ) -> _Reply:
+        if self._is_redis_down:
+            if self.clock() < self._redis_retry_at_s:
+                return local_step(self._local)
+            # Only this caller tries Redis again; the others stay local until it answers.
+            self._redis_retry_at_s = self.clock() + self._redis_retry_after_s
+        try:
+            async with asyncio.timeout(self._redis_timeout_s):
+                reply = await self._scripts[script](keys=[self._key], args=list(args))
+        except _REDIS_DOWN_ERRORS as error:
+            # A timed-out script may still have run (e.g. taken the probe); the lease covers it.
+            if not self._is_redis_down:
+                self._is_redis_down = True
+                self._redis_retry_at_s = self.clock() + self._redis_retry_after_s
+                log.error(
+                    "breaker_redis_unavailable",
+                    upstream=self.name,
+                    error=type(error).__name__,
+                    retry_after_s=self._redis_retry_after_s,
+                )
+            return local_step(self._local)
+        if self._is_redis_down:
+            self._is_redis_down = False
+            self._local = _LocalState()
+            log.warning("breaker_redis_recovered", upstream=self.name)
+        outcome, deadline_ms, number = reply
+        return (outcome.decode(), int(deadline_ms), int(number))
