@@ -83,9 +83,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, Celery broker, channel layer -----------------------------------------------
-REDIS_URL = env_url(
-    "REDIS_URL", embedded_redis.URL, schemes=("redis", "rediss", "unix")
-)
+REDIS_URL = env_url("REDIS_URL", embedded_redis.URL, schemes=("redis", "rediss", "unix"))
 IS_EMBEDDED_REDIS = REDIS_URL == embedded_redis.URL
 REDIS_TIMEOUT_S = env_float("AICC_REDIS_TIMEOUT_S", 1.0, minimum=0.01)
 
@@ -99,7 +97,9 @@ CACHES = {
 
 # Celery spells a unix-socket Redis "redis+socket://".
 CELERY_BROKER_URL = (
-    REDIS_URL.replace("unix://", "redis+socket://", 1) if REDIS_URL.startswith("unix://") else REDIS_URL
+    REDIS_URL.replace("unix://", "redis+socket://", 1)
+    if REDIS_URL.startswith("unix://")
+    else REDIS_URL
 )
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -9,6 +9,11 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from tenants.models import Tenant
+from tenants.services import IssuedKey, api_key_create, tenant_create
+from tests.fake_upstream import FakeUpstream, fake_upstream_fixture
+from tests.live import GatewayProcess
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
@@ -39,3 +44,29 @@ def pytest_configure(config: pytest.Config) -> None:
         from aicc_site import embedded_redis
 
         embedded_redis.ensure_running()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    yield from fake_upstream_fixture()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    django_db_setup: None, fake_upstream: FakeUpstream, redis_url: str
+) -> Iterator[GatewayProcess]:
+    """One live gateway process for the session, on the test database and the fake upstream."""
+    process = GatewayProcess(upstream_url=fake_upstream.url, redis_url=redis_url).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def tenant_a(transactional_db: None) -> Tenant:
+    return tenant_create(slug="tenant-a", name="Tenant A")
+
+
+@pytest.fixture
+def key_a(tenant_a: Tenant) -> IssuedKey:
+    """A committed API key of tenant A, usable by live gateway processes."""
+    return api_key_create(tenant=tenant_a, name="key A")

@@ -1,0 +1,124 @@
+"""The `/v1/*` and `/health*` ASGI application, mounted beside Django in aicc_site.asgi.
+
+It routes, binds the correlation id to every log line, renders every refusal in OpenAI's
+shape, and writes one `request_completed` line per request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from gateway import health, views
+from gateway.context import RequestContext
+from gateway.correlation import correlation_id_from
+from gateway.errors import GatewayError, render
+from gateway.http import ClientDisconnected, Receive, Request, Response, Scope, Send, StreamResponse
+from gateway.runtime import Runtime
+
+log = structlog.get_logger("gateway.request")
+
+View = Callable[[Request, RequestContext], Awaitable[Response | StreamResponse]]
+
+POST_ROUTES: dict[str, View] = {
+    "/v1/chat/completions": views.chat_completions,
+    "/v1/completions": views.completions,
+    "/v1/embeddings": views.embeddings,
+}
+_MODEL_DETAIL = re.compile(r"^/v1/models/(?P<model_id>.+)$")
+
+
+class GatewayApp:
+    def __init__(self) -> None:
+        self.runtime = Runtime()
+
+    async def startup(self) -> None:
+        await self.runtime.start()
+
+    async def shutdown(self) -> None:
+        await self.runtime.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.path == "/health":
+            await health.liveness().send(send)
+            return
+        if request.path == "/health/ready":
+            await (await health.readiness(self.runtime.redis)).send(send)
+            return
+        ctx = RequestContext(
+            correlation_id=correlation_id_from(request.headers),
+            credentials=self.runtime.credentials,
+        )
+        structlog.contextvars.bind_contextvars(correlation_id=ctx.correlation_id)
+        try:
+            await self._handle(request, ctx, send)
+        finally:
+            self._log_completed(request, ctx)
+            structlog.contextvars.clear_contextvars()
+
+    async def _handle(self, request: Request, ctx: RequestContext, send: Send) -> None:
+        try:
+            response = await self._dispatch(request, ctx)
+        except GatewayError as error:
+            response = Response(error.status, render(error), headers=error.headers)
+        except ClientDisconnected:
+            ctx.status = 499
+            return
+        ctx.status = ctx.status or response.status
+        response.headers.append(("x-correlation-id", ctx.correlation_id))
+        response.headers.extend(ctx.response_headers)
+        try:
+            await response.send(send, request)
+        except ClientDisconnected:
+            ctx.status = 499
+
+    async def _dispatch(self, request: Request, ctx: RequestContext) -> Response | StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in POST_ROUTES:
+            _require_method(request, "POST")
+            return await POST_ROUTES[path](request, ctx)
+        if path == "/v1/models":
+            _require_method(request, "GET")
+            return await views.list_models(request, ctx)
+        match = _MODEL_DETAIL.match(path)
+        if match:
+            _require_method(request, "GET")
+            return await views.retrieve_model(request, ctx, match["model_id"])
+        raise GatewayError(
+            404, f"Unknown endpoint {request.method} {request.path}.", code="unknown_url"
+        )
+
+    def _log_completed(self, request: Request, ctx: RequestContext) -> None:
+        caller = ctx.caller
+        usage = ctx.usage
+        log.info(
+            "request_completed",
+            method=request.method,
+            path=request.path,
+            status=ctx.status,
+            tenant_id=caller.tenant_id if caller else None,
+            key_id=caller.record.key_public_id if caller else None,
+            model=ctx.requested_model,
+            is_streamed=ctx.is_streamed,
+            latency_ms=round(ctx.elapsed_ms(), 2),
+            upstream_latency_ms=_round(ctx.upstream_latency_ms),
+            ttfb_ms=_round(ctx.ttfb_ms),
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _require_method(request: Request, method: str) -> None:
+    if request.method != method:
+        raise GatewayError(
+            405,
+            f"Method {request.method} is not allowed here; use {method}.",
+            code="method_not_allowed",
+        )

@@ -1,0 +1,139 @@
+"""Authentication: a request's key -> the caller (tenant, key, what it may do).
+
+Keys come in `Authorization: Bearer`, `api-key` or `x-api-key`. A malformed key or a bad
+checksum is refused without touching storage. Credentials are cached per process, so steady
+state costs no database query; any change to a key or tenant bumps a version counter in Redis
+(tenants.events), which every process polls (`CredentialCache.watch`), so a revocation or
+rotation is in force everywhere within `POLL_INTERVAL_S` plus one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from asgiref.sync import sync_to_async
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.errors import GatewayError
+from tenants import keys
+from tenants.events import VERSION_KEY as CREDENTIALS_VERSION_KEY
+from tenants.selectors import CredentialRecord, credential_record
+
+log = structlog.get_logger(__name__)
+
+POLL_INTERVAL_S = 0.25
+# A safety net only: entries are normally dropped by the version watch long before this.
+ENTRY_TTL_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    record: CredentialRecord
+    secret_digest: str
+    deprecated_until: datetime | None  # set when the secret used is in its grace period
+
+    @property
+    def tenant_id(self) -> int:
+        return self.record.tenant_id
+
+    @property
+    def key_id(self) -> int:
+        return self.record.key_id
+
+
+def presented_key(headers: dict[str, str]) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    return headers.get("api-key") or headers.get("x-api-key")
+
+
+class CredentialCache:
+    """Process-local cache of credential records, dropped whenever the Redis version changes."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._entries: dict[str, tuple[float, CredentialRecord | None]] = {}
+        self._version: bytes | None = None
+        self._load = sync_to_async(_load_record, thread_sensitive=False)
+
+    async def get(self, key_public_id: str) -> CredentialRecord | None:
+        entry = self._entries.get(key_public_id)
+        if entry is not None and self.clock() - entry[0] < ENTRY_TTL_S:
+            return entry[1]
+        record = await self._load(key_public_id)
+        self._entries[key_public_id] = (self.clock(), record)
+        return record
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def refresh_version(self, redis: Redis) -> None:
+        version = await redis.get(CREDENTIALS_VERSION_KEY)
+        if version != self._version:
+            self._version = version
+            self.clear()
+
+    async def watch(self, redis: Redis) -> None:
+        """Run for the life of the process: drop the cache whenever credentials change."""
+        while True:
+            try:
+                await self.refresh_version(redis)
+            except RedisError as exc:
+                # Without the version we cannot know about revocations: stop trusting the cache.
+                self.clear()
+                log.warning("credential_watch_failed", error=type(exc).__name__)
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def _load_record(key_public_id: str) -> CredentialRecord | None:
+    return credential_record(key_public_id=key_public_id)
+
+
+async def authenticate(
+    headers: dict[str, str], cache: CredentialCache, *, now: datetime | None = None
+) -> Caller:
+    raw_key = presented_key(headers)
+    if not raw_key:
+        raise _invalid_key(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        )
+    parsed = keys.parse(raw_key)
+    if parsed is None:
+        raise _invalid_key("Incorrect API key provided.")
+    record = await cache.get(parsed.key_id)
+    if record is None or record.is_revoked:
+        raise _invalid_key("Incorrect API key provided.")
+    now = now or datetime.now(UTC)
+    secret = record.match(parsed.digest, now)
+    if secret is None:
+        if any(hmac.compare_digest(s.digest, parsed.digest) for s in record.secrets):
+            raise _expired_key("This API key was rotated and its grace period has ended.")
+        raise _invalid_key("Incorrect API key provided.")
+    if record.is_expired(now):
+        raise _expired_key("This API key has expired.")
+    if not record.is_tenant_active:
+        raise GatewayError(403, "This tenant is suspended.", code="tenant_suspended")
+    return Caller(
+        record=record,
+        secret_digest=secret.digest,
+        deprecated_until=secret.deprecated_until if secret.is_deprecated else None,
+    )
+
+
+def _invalid_key(message: str) -> GatewayError:
+    return GatewayError(401, message, code="invalid_api_key")
+
+
+def _expired_key(message: str) -> GatewayError:
+    return GatewayError(401, message, code="api_key_expired")

@@ -1,0 +1,48 @@
+"""Process-wide resources of the hot path: the Redis pool, the credential cache, the upstream
+session. Created at start-up (ASGI lifespan) or lazily on first use; closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from django.conf import settings
+from redis.asyncio import Redis
+
+from gateway import upstream
+from gateway.auth import CredentialCache
+
+log = structlog.get_logger(__name__)
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.credentials = CredentialCache()
+        self._redis: Redis | None = None
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(
+                settings.REDIS_URL,
+                socket_timeout=settings.REDIS_TIMEOUT_S,
+                socket_connect_timeout=settings.REDIS_TIMEOUT_S,
+                health_check_interval=30,
+            )
+        return self._redis
+
+    async def start(self) -> None:
+        self._background.append(asyncio.create_task(self.credentials.watch(self.redis)))
+        log.info("gateway_started", upstream=settings.AICC_UPSTREAM_URL)
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        await upstream.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        log.info("gateway_stopped")

@@ -1,0 +1,78 @@
+"""The `/v1/*` endpoints. Each reads like the pipeline: authenticate, validate, forward, meter.
+
+Branching lives in the modules; refusals are GatewayErrors rendered by gateway.app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from gateway import upstream
+from gateway.auth import authenticate
+from gateway.context import RequestContext
+from gateway.errors import GatewayError
+from gateway.http import Request, Response, StreamResponse
+from gateway.proxy import forward, forward_stream
+from gateway.validation import (
+    parse_json_object,
+    validate_chat,
+    validate_completion,
+    validate_embedding,
+)
+
+
+async def _read_payload(request: Request) -> dict[str, Any]:
+    body = await request.read_body(settings.AICC_MAX_BODY_BYTES)
+    return parse_json_object(request.headers.get("content-type"), body)
+
+
+async def _generation(
+    request: Request,
+    ctx: RequestContext,
+    path: str,
+    validate: Callable[[dict[str, Any]], None],
+    *,
+    can_stream: bool = True,
+) -> Response | StreamResponse:
+    ctx.caller = await authenticate(request.headers, ctx.credentials)
+    payload = await _read_payload(request)
+    validate(payload)
+    ctx.use_payload(payload)
+    if can_stream and payload.get("stream"):
+        return await forward_stream(ctx, path, payload)
+    return await forward(ctx, path, payload)
+
+
+async def chat_completions(request: Request, ctx: RequestContext) -> Response | StreamResponse:
+    return await _generation(request, ctx, "/v1/chat/completions", validate_chat)
+
+
+async def completions(request: Request, ctx: RequestContext) -> Response | StreamResponse:
+    return await _generation(request, ctx, "/v1/completions", validate_completion)
+
+
+async def embeddings(request: Request, ctx: RequestContext) -> Response | StreamResponse:
+    return await _generation(request, ctx, "/v1/embeddings", validate_embedding, can_stream=False)
+
+
+async def list_models(request: Request, ctx: RequestContext) -> Response:
+    ctx.caller = await authenticate(request.headers, ctx.credentials)
+    reply = await upstream.request("GET", "/v1/models", correlation_id=ctx.correlation_id)
+    ctx.upstream_latency_ms = reply.latency_ms
+    return Response(reply.status, reply.body, content_type=reply.content_type)
+
+
+async def retrieve_model(request: Request, ctx: RequestContext, model_id: str) -> Response:
+    ctx.caller = await authenticate(request.headers, ctx.credentials)
+    if not ctx.caller.record.is_model_allowed(model_id):
+        raise GatewayError(
+            404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model"
+        )
+    reply = await upstream.request(
+        "GET", f"/v1/models/{model_id}", correlation_id=ctx.correlation_id
+    )
+    ctx.upstream_latency_ms = reply.latency_ms
+    return Response(reply.status, reply.body, content_type=reply.content_type)
