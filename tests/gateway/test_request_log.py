@@ -1,0 +1,52 @@
+"""One JSON `request_completed` line per request, with the correlation id and no secrets."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+
+from tenants.services import IssuedKey
+from tests.live import UPSTREAM_API_KEY, GatewayProcess
+
+
+def request_lines(gateway: GatewayProcess, correlation_id: str) -> list[dict[str, object]]:
+    lines = []
+    for raw in gateway.log().splitlines():
+        if correlation_id in raw:
+            lines.append(orjson.loads(raw))
+    return lines
+
+
+def test_each_request_logs_one_completed_line_without_key_or_content(
+    gateway: GatewayProcess, key_a: IssuedKey
+) -> None:
+    secret_prompt = "my-private-prompt-text-8f3a"
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key_a.raw_key}", "X-Correlation-ID": "log-test-1"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": secret_prompt}]},
+    )
+    assert response.status_code == 200
+    lines = request_lines(gateway, "log-test-1")
+    completed = [line for line in lines if line["event"] == "request_completed"]
+    assert len(completed) == 1
+    line = completed[0]
+    assert line["correlation_id"] == "log-test-1"
+    assert line["status"] == 200
+    assert line["tenant_id"] == key_a.api_key.tenant_id
+    assert line["key_id"] == key_a.api_key.public_id
+    assert line["model"] == "gpt-4o-mini"
+    assert line["prompt_tokens"] == 1 and line["completion_tokens"] == 8
+    assert isinstance(line["latency_ms"], float) and isinstance(line["upstream_latency_ms"], float)
+    log_text = gateway.log()
+    assert key_a.raw_key not in log_text
+    assert UPSTREAM_API_KEY not in log_text
+    assert secret_prompt not in log_text
+
+
+def test_refused_requests_are_logged_with_their_status(gateway: GatewayProcess) -> None:
+    httpx.get(f"{gateway.url}/v1/models", headers={"X-Correlation-ID": "log-test-2"})
+    completed = [
+        line for line in request_lines(gateway, "log-test-2") if line["event"] == "request_completed"
+    ]
+    assert [line["status"] for line in completed] == [401]
