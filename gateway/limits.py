@@ -26,9 +26,11 @@ window can see up to 2× the limit at the very worst; the rate over time is exac
 Concurrency is a sorted set of request ids scored by lease expiry (default 10 min, renewable):
 a crashed process's slots expire instead of leaking like a counter would.
 
-Time: `now_ms` comes from `RateLimiter.clock` (default `time.time`; tests replace it). The
-script never moves a bucket's clock backwards, so a process whose clock lags cannot refill a
-bucket twice.
+Time: `now_ms` comes from `RateLimiter.clock` (default `time.time`; tests replace it), or
+from Redis `TIME` inside the script when `clock=None` (one clock for all hosts, for
+deployments whose hosts' clocks cannot be trusted to agree). The script never moves a bucket's
+clock backwards, so a process whose clock lags cannot refill a bucket twice; a host whose
+clock runs ahead delays refills for everyone by its skew, hence the `clock=None` option.
 
 Redis key layout (one Redis, no cluster hash tags needed; ids are our own ids, never secrets):
     aicc:rl:{scope}:{owner_id}:req    HASH  f = fill (requests × ms), t = last update ms
@@ -166,7 +168,7 @@ class RateLimiter:
         fail_open: bool,
         lease_s: float = DEFAULT_LEASE_S,
         timeout_s: float = 1.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = time.time,
     ) -> None:
         self.client = client
         self.fail_open = fail_open
@@ -177,7 +179,7 @@ class RateLimiter:
         self._finish = client.register_script(load_script("rate_finish.lua"))
 
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return -1 if self.clock is None else int(self.clock() * 1000)
 
     async def admit(
         self,
@@ -239,7 +241,11 @@ class RateLimiter:
         """Push the concurrency lease out by `lease_s` from now, for long streams."""
         if admission.is_inert or admission.is_released:
             return
-        expiry_ms = self._now_ms() + self.lease_ms
+        now_ms = self._now_ms()
+        if now_ms < 0:  # Redis's clock; renewals are rare enough for the extra round trip
+            seconds, micros = await guarded(self.client.time(), self.timeout_s)
+            now_ms = seconds * 1000 + micros // 1000
+        expiry_ms = now_ms + self.lease_ms
         async with self.client.pipeline(transaction=True) as pipe:
             for limits in admission.scopes:
                 if limits.policy.max_concurrent is not None:

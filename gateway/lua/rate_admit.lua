@@ -5,12 +5,17 @@
 -- below 2^53, so 60 rpm admits exactly 60 at one instant, whatever the number of callers.
 --
 -- KEYS, per scope i (3 each): requests hash, tokens hash, in-flight sorted set.
--- ARGV: now_ms, window_ms, lease_ms, request_id, cost_tokens, n_scopes,
+-- ARGV: now_ms (-1: Redis TIME), window_ms, lease_ms, request_id, cost_tokens, n_scopes,
 --       then per scope: rpm_limit, tpm_limit, concurrency_limit (-1 = unlimited).
 -- Returns {admitted, rejected_scope (0 = none), rejected_kind (0 none, 1 requests, 2 tokens,
 --          3 concurrency), wait_ms, is_too_large, then per scope: req_remaining, req_reset_ms,
 --          tok_remaining, tok_reset_ms, conc_remaining} with -1 for unlimited.
 local now = tonumber(ARGV[1])
+if now < 0 then
+  -- The caller has no clock of its own: use Redis's, one clock for every process.
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 local window = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local request_id = ARGV[4]

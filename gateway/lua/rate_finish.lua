@@ -2,10 +2,15 @@
 -- free its concurrency slot, in every scope at once.
 --
 -- KEYS, per scope i (2 each): tokens hash, in-flight sorted set.
--- ARGV: now_ms, window_ms, request_id, delta_tokens, is_settle (0/1), is_release (0/1), n_scopes,
+-- ARGV: now_ms (-1: Redis TIME), window_ms, request_id, delta_tokens, is_settle (0/1), is_release (0/1), n_scopes,
 --       then per scope: tpm_limit (-1 = unlimited).
 -- Returns the number of in-flight slots freed.
 local now = tonumber(ARGV[1])
+if now < 0 then
+  -- The caller has no clock of its own: use Redis's, one clock for every process.
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 local window = tonumber(ARGV[2])
 local request_id = ARGV[3]
 local delta = tonumber(ARGV[4])

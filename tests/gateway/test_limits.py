@@ -430,3 +430,25 @@ async def test_a_redis_that_never_answers_times_out_as_limiter_unavailable() -> 
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_limiter_without_a_clock_uses_redis_time(aredis: aioredis.Redis) -> None:
+    limiter = RateLimiter(aredis, fail_open=False, clock=None)
+    policy = RatePolicy(requests_per_minute=2, max_concurrent=5)
+    first = await limiter.admit(
+        request_id="r1", key=key_a(policy), tenant=tenant_a(UNLIMITED), estimated_tokens=0
+    )
+    second = await limiter.admit(
+        request_id="r2", key=key_a(policy), tenant=tenant_a(UNLIMITED), estimated_tokens=0
+    )
+    third = await limiter.admit(
+        request_id="r3", key=key_a(policy), tenant=tenant_a(UNLIMITED), estimated_tokens=0
+    )
+    assert (first.admitted, second.admitted, third.admitted) == (True, True, False)
+    assert third.retry_after_s in (29, 30)  # half a minute, less what elapsed since
+    assert first.admission is not None
+    await limiter.renew(first.admission)
+    seconds, micros = await aredis.time()
+    expiry_ms = await aredis.zscore(rl_key(Scope.KEY, "key-a", "conc"), "r1")
+    assert expiry_ms is not None
+    assert abs(expiry_ms - (seconds * 1000 + micros // 1000 + 600_000)) < 5_000
