@@ -222,7 +222,7 @@ def membership_get(*, tenant: Tenant, membership_id: int) -> Membership | None:
     return membership_list(tenant=tenant).filter(pk=membership_id).first()
 
 
-def _with_active_hint(queryset: QuerySet[APIKey]) -> QuerySet[APIKey]:
+def annotate_active_hint(queryset: QuerySet[APIKey]) -> QuerySet[APIKey]:
     active = APIKeySecret.objects.filter(api_key=OuterRef("pk"), status=APIKeySecret.Status.ACTIVE)
     return queryset.annotate(active_hint=Subquery(active.order_by("-id").values("hint")[:1]))
 
@@ -232,7 +232,7 @@ def api_key_list(*, tenant: Tenant, include_revoked: bool = True) -> QuerySet[AP
     queryset = APIKey.objects.filter(tenant=tenant)
     if not include_revoked:
         queryset = queryset.filter(revoked_at__isnull=True)
-    return _with_active_hint(queryset.select_related("tenant")).order_by("-id")
+    return annotate_active_hint(queryset.select_related("tenant")).order_by("-id")
 
 
 def api_key_get(*, tenant: Tenant, key_public_id: str) -> APIKey | None:

@@ -231,7 +231,8 @@ def membership_add(
     return membership
 
 
-def _ensure_an_owner_remains(membership: Membership) -> None:
+def validate_owner_remains(*, membership: Membership) -> None:
+    """Removing or demoting `membership` must leave the tenant an owner."""
     if membership.role != Membership.Role.OWNER:
         return
     owners = Membership.objects.filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER)
@@ -249,7 +250,7 @@ def membership_set_role(
     if role == membership.role:
         return membership
     if role != Membership.Role.OWNER:
-        _ensure_an_owner_remains(membership)
+        validate_owner_remains(membership=membership)
     previous, membership.role = membership.role, role
     membership.save(update_fields=["role"])
     audit_record(
@@ -269,7 +270,7 @@ def membership_remove(
     *, membership: Membership, actor: Actor | None = None, now: datetime | None = None
 ) -> None:
     now = _now(now)
-    _ensure_an_owner_remains(membership)
+    validate_owner_remains(membership=membership)
     audit_record(
         tenant=membership.tenant,
         actor=actor,
@@ -285,7 +286,8 @@ def membership_remove(
 # --- API keys ------------------------------------------------------------------------------------
 
 
-def _check_models_within_tenant(tenant: Tenant, allowed_models: list[str]) -> None:
+def validate_key_models(*, tenant: Tenant, allowed_models: list[str]) -> None:
+    """A key may only narrow what its tenant allows (forms call this to report early)."""
     outside = set(allowed_models) - set(tenant.allowed_models) if tenant.allowed_models else set()
     if outside:
         raise ValidationError(
@@ -293,7 +295,7 @@ def _check_models_within_tenant(tenant: Tenant, allowed_models: list[str]) -> No
         )
 
 
-def _check_expiry(expires_at: datetime | None, now: datetime) -> None:
+def validate_expiry(*, expires_at: datetime | None, now: datetime) -> None:
     if expires_at is not None and expires_at <= now:
         raise ValidationError({"expires_at": "must be in the future"})
 
@@ -326,7 +328,7 @@ def api_key_create(
     now = _now(now)
     if not name.strip():
         raise ValidationError({"name": "must not be empty"})
-    _check_expiry(expires_at, now)
+    validate_expiry(expires_at=expires_at, now=now)
     api_key = APIKey(
         public_id=keys.new_key_id(),
         tenant=tenant,
@@ -345,7 +347,7 @@ def api_key_create(
             "max_concurrency": max_concurrency,
         },
     )
-    _check_models_within_tenant(tenant, api_key.allowed_models)
+    validate_key_models(tenant=tenant, allowed_models=api_key.allowed_models)
     api_key.save()
     raw_key = _new_secret(api_key, now)
     audit_record(
@@ -392,7 +394,7 @@ def api_key_update(
     )
     if not changed:
         return api_key
-    _check_models_within_tenant(api_key.tenant, api_key.allowed_models)
+    validate_key_models(tenant=api_key.tenant, allowed_models=api_key.allowed_models)
     api_key.save(update_fields=list(changed))
     audit_record(
         tenant=api_key.tenant,
@@ -489,7 +491,7 @@ def api_key_set_expiry(
     api_key = _locked(api_key)
     if api_key.is_revoked:
         raise ValidationError("a revoked key cannot be changed")
-    _check_expiry(expires_at, now)
+    validate_expiry(expires_at=expires_at, now=now)
     if expires_at == api_key.expires_at:
         return api_key
     previous, api_key.expires_at = api_key.expires_at, expires_at
