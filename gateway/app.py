@@ -50,7 +50,7 @@ class GatewayApp:
             return
         ctx = RequestContext(
             correlation_id=correlation_id_from(request.headers),
-            credentials=self.runtime.credentials,
+            runtime=self.runtime,
         )
         structlog.contextvars.bind_contextvars(correlation_id=ctx.correlation_id)
         try:
@@ -67,6 +67,13 @@ class GatewayApp:
         except ClientDisconnected:
             ctx.status = 499
             return
+        except Exception:
+            # A bug of ours: log it with the request's context, answer in OpenAI's shape.
+            log.exception("request_failed")
+            error = GatewayError(
+                500, "The gateway failed to process the request.", code="internal_error"
+            )
+            response = Response(500, render(error))
         ctx.status = ctx.status or response.status
         response.headers.append(("x-correlation-id", ctx.correlation_id))
         response.headers.extend(ctx.response_headers)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gateway.auth import Caller, CredentialCache
+    from gateway.auth import Caller
+    from gateway.runtime import Runtime
 
 
 @dataclass(slots=True)
@@ -35,7 +36,7 @@ def _count(value: Any) -> int:
 @dataclass(slots=True)
 class RequestContext:
     correlation_id: str
-    credentials: CredentialCache
+    runtime: Runtime
     started: float = field(default_factory=time.perf_counter)
     caller: Caller | None = None
     requested_model: str | None = None

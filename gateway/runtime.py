@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from gateway import upstream
 from gateway.auth import CredentialCache
+from gateway.auth_guard import FailedKeyGuard
 
 log = structlog.get_logger(__name__)
 
@@ -18,6 +19,9 @@ log = structlog.get_logger(__name__)
 class Runtime:
     def __init__(self) -> None:
         self.credentials = CredentialCache()
+        self.failed_key_guard = FailedKeyGuard(
+            max_failures_per_minute=settings.AICC_AUTH_FAILURES_PER_MINUTE
+        )
         self._redis: Redis | None = None
         self._background: list[asyncio.Task[None]] = []
 

@@ -24,6 +24,17 @@ from gateway.validation import (
 )
 
 
+async def _authenticate(request: Request, ctx: RequestContext) -> None:
+    try:
+        ctx.caller = await authenticate(request.headers, ctx.runtime.credentials)
+    except GatewayError as error:
+        if error.status == 401:
+            await ctx.runtime.failed_key_guard.refuse_if_abusive(
+                ctx.runtime.redis, request.client_host, error
+            )
+        raise
+
+
 async def _read_payload(request: Request) -> dict[str, Any]:
     body = await request.read_body(settings.AICC_MAX_BODY_BYTES)
     return parse_json_object(request.headers.get("content-type"), body)
@@ -37,7 +48,7 @@ async def _generation(
     *,
     can_stream: bool = True,
 ) -> Response | StreamResponse:
-    ctx.caller = await authenticate(request.headers, ctx.credentials)
+    await _authenticate(request, ctx)
     payload = await _read_payload(request)
     validate(payload)
     ctx.use_payload(payload)
@@ -59,14 +70,14 @@ async def embeddings(request: Request, ctx: RequestContext) -> Response | Stream
 
 
 async def list_models(request: Request, ctx: RequestContext) -> Response:
-    ctx.caller = await authenticate(request.headers, ctx.credentials)
+    await _authenticate(request, ctx)
     reply = await upstream.request("GET", "/v1/models", correlation_id=ctx.correlation_id)
     ctx.upstream_latency_ms = reply.latency_ms
     return Response(reply.status, reply.body, content_type=reply.content_type)
 
 
 async def retrieve_model(request: Request, ctx: RequestContext, model_id: str) -> Response:
-    ctx.caller = await authenticate(request.headers, ctx.credentials)
+    await _authenticate(request, ctx)
     if not ctx.caller.record.is_model_allowed(model_id):
         raise GatewayError(
             404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model"

@@ -1,0 +1,118 @@
+"""Authentication on the hot path: key format, cache, revocation across processes, abuse guard."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync
+
+from gateway.auth import CredentialCache, authenticate
+from gateway.errors import GatewayError
+from tenants.models import Tenant
+from tenants.services import IssuedKey, api_key_create, api_key_revoke, tenant_suspend
+from tests.fake_upstream import FakeUpstream
+from tests.live import GatewayProcess
+
+CHAT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
+
+
+def chat(url: str, raw_key: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {raw_key}"}, json=CHAT_BODY
+    )
+
+
+@pytest.fixture
+def two_gateways(
+    django_db_setup: None, fake_upstream: FakeUpstream, redis_url: str
+) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    first = GatewayProcess(upstream_url=fake_upstream.url, redis_url=redis_url).start()
+    second = GatewayProcess(upstream_url=fake_upstream.url, redis_url=redis_url).start()
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+@pytest.mark.parametrize(
+    "raw_key",
+    [
+        "aicc_short",
+        "sk-proj-something",
+        "aicc_abcdefghijkl_" + "A" * 38,  # well formed, wrong checksum
+        "aicc_ABCDEFGHIJKL_" + "A" * 38,  # upper-case key id
+    ],
+)
+def test_malformed_or_bad_checksum_key_is_refused_with_zero_queries(
+    db: None, django_assert_num_queries: object, raw_key: str
+) -> None:
+    cache = CredentialCache()
+    with django_assert_num_queries(0), pytest.raises(GatewayError) as caught:  # type: ignore[operator]
+        async_to_sync(authenticate)({"authorization": f"Bearer {raw_key}"}, cache)
+    assert caught.value.status == 401 and caught.value.code == "invalid_api_key"
+
+
+def test_a_cached_key_costs_no_query(
+    transactional_db: None, key_a: IssuedKey, django_assert_num_queries: object
+) -> None:
+    cache = CredentialCache()
+    headers = {"authorization": f"Bearer {key_a.raw_key}"}
+    async_to_sync(authenticate)(headers, cache)
+    with django_assert_num_queries(0):  # type: ignore[operator]
+        caller = async_to_sync(authenticate)(headers, cache)
+    assert caller.tenant_id == key_a.api_key.tenant_id
+
+
+def test_revocation_is_refused_by_every_process_within_one_second(
+    two_gateways: tuple[GatewayProcess, GatewayProcess], key_a: IssuedKey
+) -> None:
+    for process in two_gateways:
+        assert chat(process.url, key_a.raw_key).status_code == 200  # now cached in both
+    api_key_revoke(api_key=key_a.api_key)
+    revoked_at = time.monotonic()
+    pending = set(two_gateways)
+    while pending and time.monotonic() - revoked_at < 1.0:
+        for process in list(pending):
+            if chat(process.url, key_a.raw_key).status_code == 401:
+                pending.discard(process)
+    assert not pending, "a process still accepted the revoked key after 1 s"
+
+
+def test_suspended_tenant_is_403(
+    gateway: GatewayProcess, key_a: IssuedKey, tenant_a: Tenant
+) -> None:
+    assert chat(gateway.url, key_a.raw_key).status_code == 200
+    tenant_suspend(tenant=tenant_a)
+    deadline = time.monotonic() + 1.0
+    while chat(gateway.url, key_a.raw_key).status_code != 403:
+        assert time.monotonic() < deadline
+    response = chat(gateway.url, key_a.raw_key)
+    assert response.json()["error"]["code"] == "tenant_suspended"
+
+
+def test_repeated_invalid_keys_from_one_address_get_429(
+    django_db_setup: None, fake_upstream: FakeUpstream, redis_url: str, redis_client: object
+) -> None:
+    process = GatewayProcess(
+        upstream_url=fake_upstream.url,
+        redis_url=redis_url,
+        env={"AICC_AUTH_FAILURES_PER_MINUTE": "3"},
+    ).start()
+    try:
+        bad_key = "aicc_abcdefghijkl_" + "B" * 38
+        statuses = [chat(process.url, bad_key).status_code for _ in range(5)]
+        throttled = chat(process.url, bad_key)
+    finally:
+        process.stop()
+    assert statuses == [401, 401, 401, 429, 429]
+    assert throttled.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(throttled.headers["retry-after"]) <= 60
+
+
+def test_a_valid_key_still_works_alongside(
+    transactional_db: None, tenant_a: Tenant, gateway: GatewayProcess
+) -> None:
+    issued = api_key_create(tenant=tenant_a, name="second")
+    assert chat(gateway.url, issued.raw_key).status_code == 200
