@@ -34,7 +34,7 @@ def drain_usage_events(budget_s: float | None = None) -> dict[str, int]:
     budget_s = conf.usage_drain_budget_s() if budget_s is None else budget_s
     client = _redis()
     try:
-        lock = client.lock(DRAIN_LOCK, timeout=budget_s + 60, blocking=False)
+        lock = client.lock(DRAIN_LOCK, timeout=budget_s + 10, blocking=False)
         if not lock.acquire():
             return {"skipped": 1}
         try:
