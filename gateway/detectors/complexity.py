@@ -27,45 +27,21 @@ DEFAULT_COMPLEX_THRESHOLD = 0.7
 # The ask is read as a set of words (single C-speed split) plus substring checks for phrases;
 # alternation-heavy regexes over the text cost ~0.4 us a character in Python's engine.
 _ASK_CHARS = 4_000
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 _WORD_SPLIT = str.maketrans({char: " " for char in '!"#$%&()*+,./:;<=>?@[\\]^`{|}~'})
-_REASONING_STRONG_WORDS = frozenset(
-    (
-        "prove",
-        "proof",
-        "proofs",
-        "derive",
-        "derivation",
-        "analyze",
-        "analyse",
-        "analysis",
-        "rigorous",
-        "rigorously",
-        "formally",
-        "tradeoff",
-        "tradeoffs",
-        "trade-off",
-        "trade-offs",
-        "architecture",
-        "architect",
-        "evaluate",
-        "critique",
-        "justify",
-        "optimize",
-        "optimise",
-        "optimization",
-        "counterexample",
-        "invariant",
-        "invariants",
-        "scalability",
-        "scalable",
-        "concurrency",
-        "concurrent",
-        "deadlock",
-        "distributed",
-        "bottleneck",
-        "bottlenecks",
-        "asymptotic",
-    )
+_REASONING_STRONG_WORDS = _words(
+    """
+    prove proof proofs derive derivation analyze analyse analysis rigorous rigorously
+    formally tradeoff tradeoffs trade-off trade-offs architecture architect evaluate
+    critique justify optimize optimise optimization counterexample invariant invariants
+    scalability scalable concurrency concurrent deadlock distributed bottleneck
+    bottlenecks asymptotic
+    """
 )
 _REASONING_STRONG_PHRASES = (
     "step by step",
@@ -85,117 +61,45 @@ _REASONING_STRONG_PHRASES = (
     "consistency model",
     "think through",
 )
-_REASONING_LIGHT_WORDS = frozenset(
-    (
-        "explain",
-        "compare",
-        "contrast",
-        "why",
-        "summarize",
-        "summarise",
-        "outline",
-        "assess",
-        "recommend",
-        "plan",
-        "strategy",
-        "implications",
-        "review",
-        "pros",
-        "cons",
-        "difference",
-    )
+_REASONING_LIGHT_WORDS = _words(
+    """
+    explain compare contrast why summarize summarise outline assess recommend plan
+    strategy implications review pros cons difference
+    """
 )
-_CODE_TASK_WORDS = frozenset(
-    (
-        "implement",
-        "refactor",
-        "debug",
-        "function",
-        "script",
-        "class",
-        "program",
-        "query",
-        "regex",
-        "parser",
-        "module",
-        "unittest",
-        "pytest",
-        "traceback",
-        "stacktrace",
-        "compile",
-        "compiler",
-        "segfault",
-        "sql",
-        "api",
-        "endpoint",
-        "bug",
-    )
+# Asking for a piece of work to be produced (not looked up, translated or reformatted).
+_TASK_WORDS = _words(
+    """
+    write draft explain summarize summarise compare plan convert create generate build
+    describe outline review recommend implement refactor
+    """
 )
-_MATH_WORDS = frozenset(
-    (
-        "integral",
-        "derivative",
-        "eigenvalue",
-        "eigenvalues",
-        "eigenvector",
-        "matrix",
-        "matrices",
-        "theorem",
-        "lemma",
-        "polynomial",
-        "probability",
-        "equation",
-        "equations",
-        "modulo",
-        "prime",
-        "primes",
-        "logarithm",
-        "differential",
-        "convergence",
-        "converges",
-        "induction",
-        "bayes",
-        "bayesian",
-        "variance",
-        "combinatorics",
-        "inequality",
-        "irrational",
-        "integer",
-        "integers",
-        "divisible",
-        "gcd",
-        "factorial",
-        "series",
-    )
+_CODE_TASK_WORDS = _words(
+    """
+    implement refactor debug function script class program query regex parser module
+    unittest pytest traceback stacktrace compile compiler segfault sql api endpoint bug
+    """
+)
+_MATH_WORDS = _words(
+    """
+    integral derivative eigenvalue eigenvalues eigenvector matrix matrices theorem lemma
+    polynomial probability equation equations modulo prime primes logarithm differential
+    convergence converges induction bayes bayesian variance combinatorics inequality
+    irrational integer integers divisible gcd factorial series
+    """
 )
 _MATH_SYMBOLS = "∫∑∏√∞≤≥≠±∂∇≈∀∃∈≡"
 _LATEX_RE = re.compile(r"\\(?:frac|int|sum|sqrt|lim|prod|partial|nabla|infty|mathbb|begin|cdot)")
 _EQUATION_RE = re.compile(r"[a-z0-9)]\s*(?:\^|\*\*)\s*[\d(a-z{]|\b\d*[a-z]\s*[+*/-]\s*\d+\s*=")
-_SEQUENCE_WORDS = frozenset(
-    (
-        "first",
-        "firstly",
-        "then",
-        "next",
-        "afterwards",
-        "finally",
-        "lastly",
-        "second",
-        "secondly",
-        "third",
-        "thirdly",
-    )
+_SEQUENCE_WORDS = _words(
+    """
+    first firstly then next afterwards finally lastly second secondly third thirdly
+    """
 )
-_CONSTRAINT_WORDS = frozenset(
-    (
-        "must",
-        "without",
-        "only",
-        "exactly",
-        "never",
-        "always",
-        "avoid",
-    )
+_CONSTRAINT_WORDS = _words(
+    """
+    must without only exactly never always avoid
+    """
 )
 _CONSTRAINT_PHRASES = ("at most", "at least", "no more than", "in-place", "o(", "thread-safe")
 _CODE_LINE_MARKERS = ("\n    ", "\n\t", ";\n", "{\n", "\ndef ", "\nclass ", "\nimport ")
@@ -235,7 +139,8 @@ def _features(segments: Sequence[Segment]) -> dict[str, float]:
     strong = len(words & _REASONING_STRONG_WORDS)
     strong += sum(1 for phrase in _REASONING_STRONG_PHRASES if phrase in ask_lower)
     light = min(2, len(words & _REASONING_LIGHT_WORDS) + ("how does" in ask_lower))
-    reasoning = (0.4 + 0.15 * (min(strong, 3) - 1) if strong else 0.0) + 0.1 * light
+    reasoning = (0.55 + 0.15 * (min(strong, 3) - 1) if strong else 0.0) + 0.1 * light
+    task = 0.35 if words & _TASK_WORDS else 0.0
 
     fences = conversation.count("```") // 2
     code_lines = sum(conversation.count(marker) for marker in _CODE_LINE_MARKERS)
@@ -264,9 +169,10 @@ def _features(segments: Sequence[Segment]) -> dict[str, float]:
     if approx_tokens > 200:
         length = 0.15 * min(1.0, math.log(approx_tokens / 200) / math.log(20))
     return {
-        "reasoning": round(min(0.7, reasoning), 3),
+        "reasoning": round(min(0.85, reasoning), 3),
+        "task": task,
         "code": round(min(0.45, code), 3),
-        "math": round(min(0.3, 0.1 * math_hits), 3),
+        "math": round(min(0.3, 0.15 * math_hits), 3),
         "multi_step": round(multi_step, 3),
         "constraints": round(min(0.15, 0.05 * constraints), 3),
         "length": round(length, 3),

@@ -143,6 +143,10 @@ def _phrase_weights(lowered: str, *, is_discussion: bool, is_decoded: bool) -> d
                     continue
                 window_start = max(searched_to, index - before)
                 searched_to = index + len(marker) + after
+                if signal.requires and not any(
+                    lowered.find(word, window_start, searched_to) != -1 for word in signal.requires
+                ):
+                    continue
                 match = signal.pattern.search(lowered, window_start, searched_to)
                 if match is None:
                     continue

@@ -25,14 +25,18 @@ class PhraseSignal:
     markers: tuple[str, ...]
     window: tuple[int, int]
     pattern: re.Pattern[str]
+    # When set, one of these must occur in the window before the (costlier) pattern runs.
+    requires: tuple[str, ...] = ()
 
 
 PHRASE_SIGNALS: tuple[PhraseSignal, ...] = (
     PhraseSignal("instruction_override", 0.85, (
-        "ignor", "disregard", "forget", "overrid", "bypass",
-    ), (0, 160), re.compile(
-        r"\b(?:ignore|disregard|forget(?: about)?|override|bypass|skip|abandon|set aside)\s+"
-        r"(?:(?:all|any|every|each|the|your|my|of|these|those|everything|whatever)\s+){0,3}"
+        "ignor", "disregard", "forget", "overrid", "bypass", "instruction", "rules", "guideline",
+        "restrict",
+    ), (90, 160), re.compile(
+        r"\b(?:ignore|disregard|forget(?: about)?|override|bypass|skip|abandon|set aside|drop"
+        r"|suspend|turn off|disable)\s+"
+        r"(?:(?:all|any|every|each|the|your|of|these|those|everything|whatever)\s+){0,3}"
         r"(?:(?:previous|prior|above|earlier|preceding|former|original|initial|system|existing"
         r"|old|safety|developer|content|ethical|openai|given)\s+){0,2}"
         r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails|context"
@@ -47,12 +51,12 @@ PHRASE_SIGNALS: tuple[PhraseSignal, ...] = (
         r"\b(?:new|updated|real|actual|true|revised|override)\s+(?:system\s+)?instructions?\s*:"
         r"|\bfrom\s+now\s+on,?\s+(?:you\s+(?:will|must|shall|are\s+to)|ignore|respond\s+only)\b"
     )),
-    PhraseSignal("fake_system_tag", 0.5, ("system", "[inst"), (20, 30), re.compile(
+    PhraseSignal("fake_system_tag", 0.6, ("system", "[inst"), (20, 30), re.compile(
         r"<\|im_start\|>\s*system|\[/?inst\]|<\s*/?\s*system\s*>|\[system\]|#{2,}\s*system\b"
         r"|\bsystem\s+(?:override|message|prompt)\s*:"
     )),
     PhraseSignal("system_prompt_exfiltration", 0.75, (
-        "prompt", "instruction", "above", "rules", "guideline", "system",
+        "prompt", "instruction", "above", "rules", "guideline", "system", "developer", "hidden",
     ), (110, 30), re.compile(
         r"\b(?:reveal|print|show|display|output|repeat|reproduce|leak|dump|share|disclose|tell"
         r"|give|write\s+out|spell\s+out|recite|list|paste|return)\s+(?:me\s+|us\s+)?"
@@ -82,13 +86,25 @@ PHRASE_SIGNALS: tuple[PhraseSignal, ...] = (
         r"(?:ai|assistant|model|chatbot|version|llm|bot)\b"
         r"|\byou\s+(?:are|'re)\s+(?:now\s+)?(?:no\s+longer|not)\s+(?:bound|restricted|limited"
         r"|an\s+ai|chatgpt|an\s+assistant|subject)\b"
-        r"|\byou\s+(?:are|'re)\s+now\s+[^.!?\n]{0,60}\b(?:no|without|free\s+from|any)\s+"
+        r"|\byou\s+(?:are|'re)\s+(?:now\s+)?[^.!?\n]{0,60}\b(?:no|without|free\s+from|any)\s+"
         r"(?:\w+\s+)?(?:restrictions|limitations|limits|filters|rules|censorship|guidelines"
         r"|boundaries|morals|ethics)\b"
         r"|\b(?:pretend|imagine|act|behave|roleplay|role-play)\s+(?:that\s+|as\s+if\s+|like\s+)?"
         r"(?:you\s+(?:are|have|were)|to\s+be|as)\s+[^.!?\n]{0,60}\b(?:no|without|free\s+from)\s+"
         r"(?:\w+\s+)?(?:restrictions|limitations|limits|filters|rules|censorship|guidelines"
         r"|boundaries|morals|ethics)\b"
+    ),
+        requires=("you", "pretend", "imagine", "act ", "behave", "role", "unrestricted",
+                  "unfiltered", "uncensored", "amoral", "jailbroken", "unaligned"),
+    ),
+    PhraseSignal("role_reassignment", 0.45, ("no longer",), (30, 40), re.compile(
+        r"\byou\s+(?:are|'re)\s+(?:now\s+)?no\s+longer\s+(?:an?\s+|the\s+|my\s+)?\w+"
+    )),
+    PhraseSignal("safety_disabled", 0.5, ("safety", "moderation", "ethical"),
+                 (60, 20), re.compile(
+        r"\b(?:safety|content|ethical|moderation)\s+(?:filters?|guidelines|restrictions|polic"
+        r"(?:y|ies)|rules|checks)\s+(?:are\s+|have\s+been\s+)?(?:now\s+)?(?:disabled"
+        r"|turned\s+off|lifted|removed)\b"
     )),
     PhraseSignal("refusal_suppression", 0.3, ("refus",), (30, 20), re.compile(
         r"\b(?:never|do\s+not|don't|cannot|can't|must\s+not)\s+(?:ever\s+)?refuse\b"

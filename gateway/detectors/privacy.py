@@ -293,10 +293,16 @@ def _scan_emails(scan: _Scan) -> None:
     text = scan.text
     previous_end = 0
     for index in find_all(text, "@"):
-        if index < previous_end:
+        # Walk back over the local part by hand: a regex search around every "@" (decorators,
+        # handles) would cost a scan of the whole window each time.
+        start = index
+        while start > max(previous_end, index - 64) and text[start - 1] in _LOCAL_PART_CHARS:
+            start -= 1
+        if start == index:
             continue
-        match = _EMAIL_RE.search(text, max(previous_end, index - 64), index + 256)
-        if match is not None and match.start() < index < match.end():
+        match = _EMAIL_RE.match(text, start, index + 256)
+        # A token in a URL's userinfo (https://ghp_...@github.com) is a secret, not an address.
+        if match is not None and not scan.spans.overlaps(*match.span()):
             scan.add(EMAIL, *match.span())
             previous_end = match.end()
 
@@ -344,6 +350,7 @@ def _scan_ips(scan: _Scan) -> None:
 
 _PHONE_WORDS = ("phone", "tel", "mobile", "cell", "fax", "whatsapp", "call")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_LOCAL_PART_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 _HEX_COLON = _HEX_DIGITS | {":"}
 
 
