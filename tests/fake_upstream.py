@@ -94,15 +94,7 @@ class FakeUpstream:
         return f"{self.url}/v1"
 
     def start(self) -> FakeUpstream:
-        command = [
-            sys.executable,
-            "-m",
-            "tests.fake_upstream",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ]
+        command = [sys.executable, "-m", "tests.fake_upstream", "--port", "0"]
         if self.litellm_cost:
             command.append("--litellm-cost")
         handle, log_name = tempfile.mkstemp(prefix="fake-upstream-", suffix=".log")
@@ -123,8 +115,9 @@ class FakeUpstream:
             if readable:
                 line = self.process.stdout.readline()
         if not line.startswith("READY "):
+            log_tail = self.log_path.read_text(errors="replace")[-4000:]
             self.stop()
-            raise RuntimeError(f"fake upstream did not start: {line!r}; log {self.log_path}")
+            raise RuntimeError(f"fake upstream did not start: {line!r}\n{log_tail}")
         self.port = int(line.split()[1])
         return self
 
@@ -140,6 +133,8 @@ class FakeUpstream:
                 self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
         self.process = None
         self.port = 0
 
