@@ -276,8 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = evaluation.failed_targets()
 
     conversation_chars = len(join_segments(extract_text(latency_conversation())))
-    print(f"latency on a {conversation_chars:,}-character (~4,000-token) conversation, "
-          f"{args.iterations} runs; calibration sum(range(100_000)) = {_calibration_ms():.2f} ms")
+    print(
+        f"latency on a {conversation_chars:,}-character (~4,000-token) conversation, "
+        f"{args.iterations} runs; calibration sum(range(100_000)) = {_calibration_ms():.2f} ms"
+    )
     for name, (p50, p99) in measure_latency(args.iterations).items():
         print(f"  {name:<28} p50 {p50:6.3f} ms   p99 {p99:6.3f} ms")
         if name.startswith("all") and args.enforce_latency and p99 > LATENCY_P99_TARGET_MS:
