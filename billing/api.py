@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions
 from rest_framework.exceptions import (
     NotAuthenticated,
@@ -104,6 +106,15 @@ class UsageReportView(APIView):
     permission_classes = (permissions.AllowAny,)  # caller_tenant_id decides
     renderer_classes = (JSONRenderer, UsageCSVRenderer)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start", OpenApiTypes.DATE, required=True),
+            OpenApiParameter("end", OpenApiTypes.DATE, required=True, description="inclusive"),
+            OpenApiParameter("group_by", str, many=True, enum=sorted(selectors.GROUP_FIELDS)),
+            OpenApiParameter("tenant", str, description="tenant slug, for members of several"),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request: Request) -> Response:
         tenant_id = caller_tenant_id(request)
         query = UsageQuerySerializer(data=query_data(request.query_params))

@@ -163,6 +163,7 @@ class UsageConsumer:
             if result.entries == 0 or self.clock() >= deadline:
                 break
         self.trim_acked()
+        self.forget_idle_consumers()
         return total
 
     def drain_once(self, book: PriceBook | None = None) -> DrainResult:
@@ -278,6 +279,19 @@ class UsageConsumer:
             )
             log.error("usage_event_dead_lettered", source_id=entry_id.decode(), reason=reason)
         pipe.execute()
+
+    def forget_idle_consumers(self, *, idle_ms: int = 3_600_000) -> None:
+        """Remove consumers that own nothing and were last seen long ago (restarted workers).
+
+        Each worker process joins the group under its own name; without this the group's
+        consumer list grows with every restart. A consumer with pending entries is kept: its
+        entries are reclaimed first, and it is removed on a later run.
+        """
+        for consumer in self.client.xinfo_consumers(STREAM, GROUP):
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else name
+            if consumer["pending"] == 0 and consumer["idle"] > idle_ms and name != self.name:
+                self.client.xgroup_delconsumer(STREAM, GROUP, name)
 
     def trim_acked(self) -> None:
         """Drop the entries the group is done with: all ids below the oldest pending one."""

@@ -107,9 +107,20 @@ def usage_report(
         rows = list(records.values(*columns).annotate(**totals).order_by(*columns))
     else:
         rows = [records.aggregate(**totals)]
+    if connection.vendor != "postgresql":
+        _exact_costs(records, columns, rows)
     report = []
     for row in rows:
         item: dict[str, object] = {name: row[GROUP_FIELDS[name]] for name in group_by}
         item.update({column: row[column] or 0 for column in REPORT_COLUMNS})
         report.append(item)
     return report
+
+
+def _exact_costs(records: QuerySet[UsageRecord], columns: list[str], rows: list[dict]) -> None:
+    """Replace SQLite's float SUM of costs by exact Decimal sums (laptop databases only)."""
+    sums: dict[tuple[object, ...], Decimal] = {}
+    for *group, cost in records.values_list(*columns, "cost_usd").iterator():
+        sums[tuple(group)] = sums.get(tuple(group), Decimal(0)) + cost
+    for row in rows:
+        row["cost_usd"] = sums.get(tuple(row[column] for column in columns), Decimal(0))

@@ -151,3 +151,16 @@ def test_an_event_for_an_unpriced_model_is_kept_at_the_upstream_cost(
     usage_event_append_sync(redis_client, event)
     _consumer(redis_client).drain(budget_s=5)
     assert UsageRecord.objects.get(event_id=event.event_id).cost_usd == Decimal("0.002")
+
+
+def test_consumers_of_restarted_workers_are_forgotten_once_they_own_nothing(
+    redis_client: redis.Redis, make_event: MakeEvent, test_prices: list[ModelPrice]
+) -> None:
+    usage_event_append_sync(redis_client, make_event())
+    UsageConsumer(redis_client, name="gone-with-work")._read_new()
+    UsageConsumer(redis_client, name="gone-idle")._read_new()  # reads nothing: owns nothing
+
+    UsageConsumer(redis_client, name="current").forget_idle_consumers(idle_ms=0)
+
+    names = {c["name"] for c in redis_client.xinfo_consumers(events.STREAM, GROUP)}
+    assert names == {b"gone-with-work"}

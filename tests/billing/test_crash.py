@@ -112,6 +112,9 @@ def _wait_for(condition: object, *, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the worker is pointed at a PostgreSQL test database"
+)
 @pytest.mark.django_db(transaction=True)
 def test_workers_killed_mid_batch_lose_no_event_and_count_none_twice(
     redis_client: redis.Redis,
