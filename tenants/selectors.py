@@ -9,13 +9,17 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import FilteredRelation, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from tenants.models import APIKey, APIKeySecret, AuditEntry, Membership, Tenant
+
+# Deprecated secrets stay in the record this long after their grace ends (bounded: one row per
+# rotation in that window), only so a refusal can say why; they never match.
+RECENTLY_ENDED_GRACE = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class SecretRecord:
+    secret_id: int
     digest: str
     status: str  # APIKeySecret.Status: "active" or "deprecated" (revoked ones are not loaded)
     deprecated_until: datetime | None
@@ -51,9 +56,10 @@ class CredentialRecord:
 
     `allowed_models` is the effective set (see effective_allowed_models): None = any model,
     an empty frozenset = none. `key_limits` and `tenant_limits` both apply; the gateway enforces
-    each at its own level. `secrets` holds the active secret and any deprecated one still inside
-    its grace period at load time; `match` re-checks deadlines against the caller's clock, so a
-    cached record never accepts a secret past its deadline.
+    each at its own level. `secrets` holds the active secret and the deprecated ones whose grace
+    ends, or ended less than RECENTLY_ENDED_GRACE ago (so the gateway can answer "rotated, grace
+    ended" rather than "unknown key"); revoked secrets are not loaded. `match` checks deadlines
+    against the caller's clock, so neither a stale cache nor a recently ended secret is accepted.
     """
 
     tenant_id: int
@@ -133,6 +139,7 @@ _RECORD_FIELDS = (
     "tenant__rpm_limit",
     "tenant__tpm_limit",
     "tenant__max_concurrency",
+    "live_secret__id",
     "live_secret__digest",
     "live_secret__status",
     "live_secret__deprecated_until",
@@ -150,7 +157,8 @@ def credential_record(
     """
     now = now if now is not None else timezone.now()
     live = Q(secrets__status=APIKeySecret.Status.ACTIVE) | Q(
-        secrets__status=APIKeySecret.Status.DEPRECATED, secrets__deprecated_until__gt=now
+        secrets__status=APIKeySecret.Status.DEPRECATED,
+        secrets__deprecated_until__gt=now - RECENTLY_ENDED_GRACE,
     )
     rows = list(
         APIKey.objects.filter(public_id=key_public_id)
@@ -179,6 +187,7 @@ def credential_record(
         ),
         secrets=tuple(
             SecretRecord(
+                r["live_secret__id"],
                 r["live_secret__digest"],
                 r["live_secret__status"],
                 r["live_secret__deprecated_until"],

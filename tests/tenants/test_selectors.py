@@ -46,12 +46,19 @@ def test_credential_record_loads_key_tenant_and_secrets_in_one_query(
     assert record.match("0" * 64, now) is None
 
 
-def test_credential_record_leaves_out_secrets_past_their_grace(
+def test_credential_record_keeps_recently_ended_secrets_unmatchable_and_drops_old_ones(
     key_a: IssuedKey, now: datetime
 ) -> None:
+    old_digest = keys.digest(key_a.raw_key)
     services.api_key_rotate(api_key=key_a.api_key, grace=timedelta(minutes=5), now=now)
-    later = now + timedelta(minutes=5)
-    record = selectors.credential_record(key_public_id=key_a.api_key.public_id, now=later)
+    ended = now + timedelta(minutes=5)
+    record = selectors.credential_record(key_public_id=key_a.api_key.public_id, now=ended)
+    assert record is not None and {s.digest for s in record.secrets} >= {old_digest}
+    assert record.match(old_digest, ended) is None
+    assert all(isinstance(s.secret_id, int) for s in record.secrets)
+
+    long_after = ended + selectors.RECENTLY_ENDED_GRACE
+    record = selectors.credential_record(key_public_id=key_a.api_key.public_id, now=long_after)
     assert record is not None and [s.status for s in record.secrets] == ["active"]
 
 
