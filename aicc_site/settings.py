@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from aicc_site import embedded_redis
 from aicc_site.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from billing.schedule import BEAT_SCHEDULE as BILLING_BEAT_SCHEDULE  # imports only celery
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -86,6 +87,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_url("REDIS_URL", embedded_redis.URL, schemes=("redis", "rediss", "unix"))
 IS_EMBEDDED_REDIS = REDIS_URL == embedded_redis.URL
 REDIS_TIMEOUT_S = env_float("AICC_REDIS_TIMEOUT_S", 1.0, minimum=0.01)
+AICC_REDIS_MAX_CONNECTIONS = env_int("AICC_REDIS_MAX_CONNECTIONS", 256, minimum=4)
 
 CACHES = {
     "default": {
@@ -101,6 +103,7 @@ CELERY_BROKER_URL = (
     if REDIS_URL.startswith("unix://")
     else REDIS_URL
 )
+CELERY_BEAT_SCHEDULE = {**BILLING_BEAT_SCHEDULE}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
@@ -115,6 +118,20 @@ AICC_UPSTREAM_READ_TIMEOUT_S = env_float("AICC_UPSTREAM_READ_TIMEOUT_S", 120.0, 
 AICC_UPSTREAM_MAX_CONNECTIONS = env_int("AICC_UPSTREAM_MAX_CONNECTIONS", 256, minimum=1)
 AICC_MAX_BODY_BYTES = env_int("AICC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 AICC_AUTH_FAILURES_PER_MINUTE = env_int("AICC_AUTH_FAILURES_PER_MINUTE", 20, minimum=1)
+
+# --- Metering -------------------------------------------------------------------------------
+# Redis down: budgets always refuse (503); rate limits admit when this is true, refuse when false.
+AICC_RATE_LIMIT_FAIL_OPEN = env_bool("AICC_RATE_LIMIT_FAIL_OPEN", False)
+# Reserved for a request that names no max_tokens (tokens/minute and the budget's worst case).
+AICC_DEFAULT_MAX_OUTPUT_TOKENS = env_int("AICC_DEFAULT_MAX_OUTPUT_TOKENS", 4096, minimum=1)
+# A model with no price is refused (its budget cannot be enforced) unless this names a priced
+# model whose price it is charged at.
+AICC_UNKNOWN_MODEL_PRICE_AS = env_str("AICC_UNKNOWN_MODEL_PRICE_AS", "")
+AICC_USAGE_RETENTION_DAYS = env_int("AICC_USAGE_RETENTION_DAYS", 90, minimum=1)
+AICC_USAGE_BATCH_SIZE = env_int("AICC_USAGE_BATCH_SIZE", 500, minimum=1)
+AICC_USAGE_CLAIM_IDLE_MS = env_int("AICC_USAGE_CLAIM_IDLE_MS", 60000, minimum=1)
+AICC_USAGE_DRAIN_BUDGET_S = env_float("AICC_USAGE_DRAIN_BUDGET_S", 1.5, minimum=0)
+AICC_BUDGET_WEBHOOK_TIMEOUT_S = env_float("AICC_BUDGET_WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
 
 # --- Security ---------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -12,7 +12,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import conf
+from billing.consumer import record_from_event
+from billing.events import UsageEvent
 from billing.models import Budget, UsageRecord
+from billing.pricing import PriceBook
+from tenants import events
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +58,8 @@ def budget_set(
     budget, _ = Budget.objects.update_or_create(
         tenant_id=tenant_id, api_key_id=api_key_id, defaults=defaults
     )
+    # Gateways cache budgets with the key's credentials: tell them to reload (within 1 s).
+    events.credentials_changed(tenant_id=tenant_id)
     log.info(
         "budget_set",
         budget_id=budget.pk,
@@ -135,3 +141,13 @@ def usage_purge_before(*, cutoff: datetime) -> int:
 def usage_purge_expired(*, now: datetime) -> int:
     """Apply AICC_USAGE_RETENTION_DAYS to the raw ledger (rollups are kept)."""
     return usage_purge_before(cutoff=now - timedelta(days=conf.usage_retention_days()))
+
+
+def usage_record_write(*, event: UsageEvent) -> None:
+    """Write one event to the ledger directly, for when the stream cannot take it.
+
+    Idempotent on event_id like the consumer, so a later re-delivery is not counted twice.
+    """
+    UsageRecord.objects.bulk_create(
+        [record_from_event(event, PriceBook.load())], ignore_conflicts=True
+    )

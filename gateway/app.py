@@ -6,6 +6,7 @@ shape, and writes one `request_completed` line per request.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 
@@ -56,6 +57,8 @@ class GatewayApp:
         try:
             await self._handle(request, ctx, send)
         finally:
+            # Shielded: a server shutting down must not cancel the charge for work done.
+            await asyncio.shield(self.runtime.meter.settle(ctx))
             self._log_completed(request, ctx)
             structlog.contextvars.clear_contextvars()
 
@@ -115,6 +118,7 @@ class GatewayApp:
             ttfb_ms=_round(ctx.ttfb_ms),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+            upstream_cost_usd=ctx.upstream_cost,
         )
 
 

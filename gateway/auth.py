@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from billing.selectors import BudgetConfig, budget_configs_for
 from gateway.errors import GatewayError
 from tenants import keys
 from tenants.events import VERSION_KEY as CREDENTIALS_VERSION_KEY
@@ -34,9 +35,18 @@ ENTRY_TTL_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
+class Credential:
+    """What the cache holds per key: the key's record and the budgets it counts against."""
+
+    record: CredentialRecord
+    budgets: tuple[BudgetConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
     record: CredentialRecord
-    secret_digest: str
+    budgets: tuple[BudgetConfig, ...]
+    secret_id: int | None
     deprecated_until: datetime | None  # set when the secret used is in its grace period
 
     @property
@@ -63,11 +73,11 @@ class CredentialCache:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._entries: dict[str, tuple[float, CredentialRecord | None]] = {}
+        self._entries: dict[str, tuple[float, Credential | None]] = {}
         self._version: bytes | None = None
         self._load = sync_to_async(_load_record, thread_sensitive=False)
 
-    async def get(self, key_public_id: str) -> CredentialRecord | None:
+    async def get(self, key_public_id: str) -> Credential | None:
         entry = self._entries.get(key_public_id)
         if entry is not None and self.clock() - entry[0] < ENTRY_TTL_S:
             return entry[1]
@@ -96,8 +106,12 @@ class CredentialCache:
             await asyncio.sleep(POLL_INTERVAL_S)
 
 
-def _load_record(key_public_id: str) -> CredentialRecord | None:
-    return credential_record(key_public_id=key_public_id)
+def _load_record(key_public_id: str) -> Credential | None:
+    record = credential_record(key_public_id=key_public_id)
+    if record is None:
+        return None
+    budgets = budget_configs_for(tenant_id=record.tenant_id, api_key_id=record.key_id)
+    return Credential(record=record, budgets=tuple(budgets))
 
 
 async def authenticate(
@@ -111,9 +125,10 @@ async def authenticate(
     parsed = keys.parse(raw_key)
     if parsed is None:
         raise _invalid_key("Incorrect API key provided.")
-    record = await cache.get(parsed.key_id)
-    if record is None or record.is_revoked:
+    credential = await cache.get(parsed.key_id)
+    if credential is None or credential.record.is_revoked:
         raise _invalid_key("Incorrect API key provided.")
+    record = credential.record
     now = now or datetime.now(UTC)
     secret = record.match(parsed.digest, now)
     if secret is None:
@@ -126,7 +141,8 @@ async def authenticate(
         raise GatewayError(403, "This tenant is suspended.", code="tenant_suspended")
     return Caller(
         record=record,
-        secret_digest=secret.digest,
+        budgets=credential.budgets,
+        secret_id=secret.secret_id,
         deprecated_until=secret.deprecated_until if secret.is_deprecated else None,
     )
 

@@ -1,4 +1,5 @@
-"""Everything one request learns on its way through the gateway, for the response and the log."""
+"""Everything one request learns on its way through the gateway, for the response, the meter
+and the log."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from gateway import tokens
+
 if TYPE_CHECKING:
     from gateway.auth import Caller
+    from gateway.metering import Ticket
     from gateway.runtime import Runtime
 
 
@@ -37,18 +43,27 @@ def _count(value: Any) -> int:
 class RequestContext:
     correlation_id: str
     runtime: Runtime
+    endpoint: str = ""
     started: float = field(default_factory=time.perf_counter)
     caller: Caller | None = None
+    payload: dict[str, Any] | None = None
     requested_model: str | None = None
+    served_model: str | None = None
+    route_reason: str = ""
     is_streamed: bool = False
+    is_cache_hit: bool = False
     status: int = 0
     usage: Usage | None = None
+    # Raw SSE events relayed, kept only to count tokens if the upstream never sends usage.
+    streamed_events: list[bytes] = field(default_factory=list)
     upstream_latency_ms: float | None = None
     ttfb_ms: float | None = None
     upstream_cost: str | None = None
+    ticket: Ticket | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
 
     def use_payload(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
         self.requested_model = payload["model"]
         self.is_streamed = bool(payload.get("stream"))
 
@@ -58,3 +73,54 @@ class RequestContext:
     def mark_first_byte(self) -> None:
         if self.ttfb_ms is None:
             self.ttfb_ms = self.elapsed_ms()
+
+    def final_usage(self) -> Usage:
+        """The upstream's usage, or a local count when it sent none (e.g. a cut stream).
+
+        A request that produced nothing (refused or failed upstream) used nothing."""
+        if self.usage is None and not self.streamed_events:
+            self.usage = Usage()
+        elif self.usage is None:
+            self.usage = Usage(
+                prompt_tokens=tokens.count_tokens(_prompt_text(self.payload or {})),
+                completion_tokens=tokens.count_tokens(_streamed_text(self.streamed_events)),
+            )
+        return self.usage
+
+
+def _prompt_text(payload: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for message in payload.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(
+                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
+    for name in ("prompt", "input"):
+        value = payload.get(name)
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts.extend(item for item in value if isinstance(item, str))
+    return "\n".join(parts)
+
+
+def _streamed_text(events: list[bytes]) -> str:
+    parts: list[str] = []
+    for event in events:
+        for line in event.splitlines():
+            if not line.startswith(b"data:") or line.strip() == b"data: [DONE]":
+                continue
+            try:
+                chunk = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                continue
+            for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+                delta = choice.get("delta") or {}
+                text = delta.get("content") if isinstance(delta, dict) else None
+                text = text if isinstance(text, str) else choice.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+    return "".join(parts)

@@ -78,10 +78,13 @@ async def _relay(
     try:
         async for event in stream.events():
             ctx.mark_first_byte()
+            ctx.streamed_events.append(event)
             if b'"usage"' in event and not _is_done(event):
-                usage, is_usage_only = _read_usage(event)
+                usage, reported_cost, is_usage_only = _read_usage(event)
                 if usage is not None:
                     ctx.usage = usage
+                if reported_cost is not None:
+                    ctx.upstream_cost = reported_cost
                 if is_usage_only and usage is not None and not client_wants_usage:
                     continue
             yield event
@@ -98,15 +101,22 @@ def _is_done(event: bytes) -> bool:
     return event.strip() == _DONE
 
 
-def _read_usage(event: bytes) -> tuple[Usage | None, bool]:
-    """The usage an SSE event carries, and whether it carries nothing else (no choices)."""
+def _read_usage(event: bytes) -> tuple[Usage | None, str | None, bool]:
+    """The usage an SSE event carries, the cost the upstream reports in it (LiteLLM puts
+    `usage.cost` there, since a stream's headers leave before the cost is known), and whether
+    the event carries nothing else (no choices)."""
     for line in event.splitlines():
         if line.startswith(b"data:"):
             try:
                 chunk = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
-                return None, False
+                return None, None, False
             if not isinstance(chunk, dict):
-                return None, False
-            return Usage.from_openai(chunk.get("usage")), not chunk.get("choices")
-    return None, False
+                return None, None, False
+            usage = chunk.get("usage")
+            cost = usage.get("cost") if isinstance(usage, dict) else None
+            reported = (
+                str(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+            )
+            return Usage.from_openai(usage), reported, not chunk.get("choices")
+    return None, None, False

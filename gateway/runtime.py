@@ -7,11 +7,13 @@ import asyncio
 
 import structlog
 from django.conf import settings
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from gateway import upstream
 from gateway.auth import CredentialCache
 from gateway.auth_guard import FailedKeyGuard
+from gateway.metering import Meter
+from gateway.prices import PriceCache
 
 log = structlog.get_logger(__name__)
 
@@ -22,22 +24,37 @@ class Runtime:
         self.failed_key_guard = FailedKeyGuard(
             max_failures_per_minute=settings.AICC_AUTH_FAILURES_PER_MINUTE
         )
+        self.prices = PriceCache()
         self._redis: Redis | None = None
+        self._meter: Meter | None = None
         self._background: list[asyncio.Task[None]] = []
 
     @property
     def redis(self) -> Redis:
         if self._redis is None:
-            self._redis = Redis.from_url(
+            # A blocking pool: a burst waits briefly for a free connection instead of failing
+            # (redis-py's plain pool raises MaxConnectionsError when full).
+            pool = BlockingConnectionPool.from_url(
                 settings.REDIS_URL,
+                max_connections=settings.AICC_REDIS_MAX_CONNECTIONS,
+                timeout=settings.REDIS_TIMEOUT_S,
                 socket_timeout=settings.REDIS_TIMEOUT_S,
                 socket_connect_timeout=settings.REDIS_TIMEOUT_S,
                 health_check_interval=30,
             )
+            self._redis = Redis(connection_pool=pool)
         return self._redis
 
+    @property
+    def meter(self) -> Meter:
+        if self._meter is None:
+            self._meter = Meter(self.redis, self.prices)
+        return self._meter
+
     async def start(self) -> None:
+        await self.prices.load()
         self._background.append(asyncio.create_task(self.credentials.watch(self.redis)))
+        self._background.append(asyncio.create_task(self.prices.refresh_forever()))
         log.info("gateway_started", upstream=settings.AICC_UPSTREAM_URL)
 
     async def stop(self) -> None:

@@ -35,9 +35,9 @@ async def _authenticate(request: Request, ctx: RequestContext) -> None:
         raise
 
 
-async def _read_payload(request: Request) -> dict[str, Any]:
+async def _read_payload(request: Request) -> tuple[dict[str, Any], bytes]:
     body = await request.read_body(settings.AICC_MAX_BODY_BYTES)
-    return parse_json_object(request.headers.get("content-type"), body)
+    return parse_json_object(request.headers.get("content-type"), body), body
 
 
 async def _generation(
@@ -48,10 +48,12 @@ async def _generation(
     *,
     can_stream: bool = True,
 ) -> Response | StreamResponse:
+    ctx.endpoint = path
     await _authenticate(request, ctx)
-    payload = await _read_payload(request)
+    payload, body = await _read_payload(request)
     validate(payload)
     ctx.use_payload(payload)
+    await ctx.runtime.meter.admit(ctx, payload, body)
     if can_stream and payload.get("stream"):
         return await forward_stream(ctx, path, payload)
     return await forward(ctx, path, payload)

@@ -1,0 +1,324 @@
+"""Admission and settlement of one request: rate limits, budget reservation, the usage event.
+
+`Meter.admit` runs before forwarding: one Redis round trip for the key's and tenant's rate
+limits, one for the budget reservation of the worst-case cost. `Meter.settle` runs once when
+the answer is over (sent, failed, or abandoned by the client): it corrects the token count,
+charges the actual cost, and appends the usage event to the Redis stream that billing drains
+into the ledger. No database write on the hot path; if the stream is unreachable the event is
+written to the ledger directly instead (never lost).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from billing import pricing
+from billing.events import UsageEvent, usage_event_append
+from billing.models import ModelPrice
+from billing.selectors import BudgetConfig
+from gateway import tokens
+from gateway.budgets import Budget, BudgetRef, BudgetReservations, ReserveStatus
+from gateway.errors import GatewayError
+from gateway.limits import (
+    LimiterUnavailable,
+    RateLimiter,
+    RateLimitResult,
+    RatePolicy,
+    Scope,
+    ScopeLimits,
+    rate_limit_headers,
+)
+from gateway.prices import PriceCache
+from gateway.recovery import budget_counter_rebuild, usage_event_write_direct
+
+if TYPE_CHECKING:
+    from gateway.context import RequestContext
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What admission reserved, so settlement can correct it exactly once."""
+
+    request_id: str
+    started_at: datetime
+    rate: RateLimitResult | None
+    budgets: tuple[tuple[Budget, BudgetConfig], ...]
+    price: ModelPrice | None
+    is_reserved: bool = False
+    is_settled: bool = False
+
+
+def _budget(config: BudgetConfig, record_key_id: int) -> Budget:
+    scope = Scope.TENANT if config.api_key_id is None else Scope.KEY
+    owner_id = str(config.tenant_id) if config.api_key_id is None else str(record_key_id)
+    return Budget(
+        scope=scope,
+        owner_id=owner_id,
+        limit_usd=config.limit_usd,
+        period=config.period,
+        soft_limit_pct=Decimal(config.soft_limit_pct),
+    )
+
+
+def _policy(limits: Any) -> RatePolicy:
+    return RatePolicy(
+        requests_per_minute=limits.rpm,
+        tokens_per_minute=limits.tpm,
+        max_concurrent=limits.max_concurrency,
+    )
+
+
+def _has_limits(policy: RatePolicy) -> bool:
+    return any(
+        value is not None
+        for value in (policy.requests_per_minute, policy.tokens_per_minute, policy.max_concurrent)
+    )
+
+
+class Meter:
+    def __init__(self, redis: Redis, prices: PriceCache) -> None:
+        self.redis = redis
+        self.prices = prices
+        self.limiter = RateLimiter(
+            redis,
+            fail_open=settings.AICC_RATE_LIMIT_FAIL_OPEN,
+            timeout_s=settings.REDIS_TIMEOUT_S,
+        )
+        self.reservations = BudgetReservations(redis, timeout_s=settings.REDIS_TIMEOUT_S)
+
+    async def admit(self, ctx: RequestContext, payload: dict[str, Any], body: bytes) -> None:
+        caller = ctx.caller
+        assert caller is not None
+        ticket = Ticket(
+            request_id=uuid.uuid4().hex,
+            started_at=datetime.now(UTC),
+            rate=None,
+            budgets=tuple((_budget(config, caller.key_id), config) for config in caller.budgets),
+            price=None,
+        )
+        max_output_tokens = _max_output_tokens(payload, ctx.endpoint)
+        await self._admit_rate(ctx, ticket, body, max_output_tokens)
+        if ticket.budgets:
+            await self._reserve_budget(ctx, ticket, body, max_output_tokens)
+        # Only admitted requests are metered; refusals are counted by the metrics, not billed.
+        ctx.ticket = ticket
+
+    async def _admit_rate(
+        self, ctx: RequestContext, ticket: Ticket, body: bytes, max_output_tokens: int
+    ) -> None:
+        record = ctx.caller.record  # type: ignore[union-attr]
+        key = ScopeLimits(Scope.KEY, record.key_public_id, _policy(record.key_limits))
+        tenant = ScopeLimits(Scope.TENANT, str(record.tenant_id), _policy(record.tenant_limits))
+        if not (_has_limits(key.policy) or _has_limits(tenant.policy)):
+            return
+        try:
+            result = await self.limiter.admit(
+                request_id=ticket.request_id,
+                key=key,
+                tenant=tenant,
+                estimated_tokens=tokens.estimated_prompt_tokens(body) + max_output_tokens,
+            )
+        except LimiterUnavailable:
+            raise _unavailable("rate limits") from None
+        ctx.response_headers.extend(rate_limit_headers(result))
+        if not result.admitted:
+            kind = result.rejected_kind.value if result.rejected_kind else "requests"
+            scope = result.rejected_scope.value if result.rejected_scope else "key"
+            message = (
+                f"This request can never fit the {scope}'s {kind} per minute limit."
+                if result.is_request_too_large
+                else f"Rate limit reached for {kind} on this {scope}. "
+                f"Retry after {result.retry_after_s} s."
+            )
+            raise GatewayError(429, message, code="rate_limit_exceeded")
+        ticket.rate = result
+
+    async def _reserve_budget(
+        self, ctx: RequestContext, ticket: Ticket, body: bytes, max_output_tokens: int
+    ) -> None:
+        model = ctx.requested_model or ""
+        ticket.price = self.prices.book.price_for(model, ticket.started_at)
+        if ticket.price is None:
+            await self._release_rate(ticket)
+            raise GatewayError(
+                400,
+                f"The model '{model}' has no price, so its budget cannot be enforced.",
+                code="model_not_priced",
+                param="model",
+            )
+        max_cost = pricing.max_cost_usd(
+            ticket.price,
+            prompt_tokens=tokens.max_prompt_tokens(body),
+            max_output_tokens=max_output_tokens,
+        )
+        by_scope = {budget.scope: budget for budget, _ in ticket.budgets}
+        try:
+            for _attempt in range(3):
+                result = await self.reservations.reserve(
+                    ticket.request_id,
+                    by_scope.get(Scope.TENANT),
+                    by_scope.get(Scope.KEY),
+                    max_cost,
+                )
+                if result.status != ReserveStatus.COUNTER_MISSING:
+                    break
+                await self._rebuild(result.missing, ticket)
+        except LimiterUnavailable:
+            await self._release_rate(ticket)
+            raise _unavailable("budgets") from None
+        if result.status == ReserveStatus.RESERVED:
+            ticket.is_reserved = True
+            return
+        await self._release_rate(ticket)
+        if result.status == ReserveStatus.REJECTED and result.rejected_by is not None:
+            raise GatewayError(
+                429,
+                f"This request would exceed the {_describe(result.rejected_by)} "
+                f"(spent ${result.spent_usd} of ${_limit_of(ticket, result.rejected_by)}).",
+                code="insufficient_quota",
+            )
+        raise _unavailable("budgets")
+
+    async def _rebuild(self, missing: BudgetRef | None, ticket: Ticket) -> None:
+        for budget, config in ticket.budgets:
+            if missing is None or (budget.scope, budget.owner_id) == (
+                missing.scope,
+                missing.owner_id,
+            ):
+                await budget_counter_rebuild(self.reservations, budget, config)
+
+    async def _release_rate(self, ticket: Ticket) -> None:
+        if ticket.rate is not None and ticket.rate.admission is not None:
+            try:
+                await self.limiter.release(ticket.rate.admission)
+            except LimiterUnavailable:
+                log.warning("rate_limit_release_failed", request_id=ticket.request_id)
+
+    async def settle(self, ctx: RequestContext) -> None:
+        """Charge what was used and record the event. Runs once, whatever happened."""
+        ticket = ctx.ticket
+        if ticket is None or ticket.is_settled or ctx.caller is None:
+            return
+        ticket.is_settled = True
+        usage = ctx.final_usage()
+        cost = (
+            pricing.cost_usd(
+                ticket.price,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+            )
+            if ticket.price is not None
+            else None
+        )
+        await self._settle_counters(ticket, usage.prompt_tokens + usage.completion_tokens, cost)
+        await self._record(ctx, ticket, cost)
+
+    async def _settle_counters(
+        self, ticket: Ticket, used_tokens: int, cost: Decimal | None
+    ) -> None:
+        if ticket.rate is not None and ticket.rate.admission is not None:
+            try:
+                await self.limiter.finish(ticket.rate.admission, used_tokens)
+            except LimiterUnavailable:
+                log.warning("rate_limit_settle_failed", request_id=ticket.request_id)
+        if not ticket.is_reserved:
+            return
+        try:
+            settled = await self.reservations.settle(ticket.request_id, cost or Decimal(0))
+        except LimiterUnavailable:
+            # The reservation's lease expires and frees the hold; the ledger keeps the truth and
+            # the counter is rebuilt from it when it goes missing.
+            log.error("budget_settle_failed", request_id=ticket.request_id)
+            return
+        for ref in settled.soft_limit_crossed:
+            await self._soft_limit_alert(ticket, ref)
+
+    async def _soft_limit_alert(self, ticket: Ticket, ref: BudgetRef) -> None:
+        from billing.services import budget_soft_limit_alert
+
+        for budget, config in ticket.budgets:
+            if (budget.scope, budget.owner_id) == (ref.scope, ref.owner_id):
+                state = await self.reservations.read_state(budget)
+                await sync_to_async(budget_soft_limit_alert, thread_sensitive=False)(
+                    budget_id=config.budget_id,
+                    period_key=ref.period_key,
+                    spent_usd=state.spent_usd or Decimal(0),
+                )
+
+    async def _record(self, ctx: RequestContext, ticket: Ticket, cost: Decimal | None) -> None:
+        caller = ctx.caller
+        assert caller is not None
+        usage = ctx.final_usage()
+        event = UsageEvent(
+            event_id=ticket.request_id,
+            tenant_id=caller.tenant_id,
+            api_key_id=caller.key_id,
+            secret_id=caller.secret_id,
+            requested_model=ctx.requested_model or "",
+            served_model=ctx.served_model or ctx.requested_model or "",
+            route_reason=ctx.route_reason,
+            endpoint=ctx.endpoint,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_usd=cost,
+            upstream_cost_usd=pricing.upstream_cost(ctx.upstream_cost),
+            latency_ms=round(ctx.elapsed_ms()),
+            ttfb_ms=None if ctx.ttfb_ms is None else round(ctx.ttfb_ms),
+            status_code=ctx.status,
+            is_cache_hit=ctx.is_cache_hit,
+            is_streamed=ctx.is_streamed,
+            correlation_id=ctx.correlation_id,
+            started_at=ticket.started_at,
+            finished_at=datetime.now(UTC),
+        )
+        try:
+            await usage_event_append(self.redis, event)
+        except (RedisError, OSError) as exc:
+            log.warning("usage_stream_unavailable", error=type(exc).__name__)
+            await usage_event_write_direct(event)
+
+
+def _max_output_tokens(payload: dict[str, Any], endpoint: str) -> int:
+    if endpoint == "/v1/embeddings":
+        return 0
+    requested = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    per_choice = (
+        requested if isinstance(requested, int) else settings.AICC_DEFAULT_MAX_OUTPUT_TOKENS
+    )
+    choices = payload.get("n") if isinstance(payload.get("n"), int) else 1
+    return per_choice * choices
+
+
+def _describe(ref: BudgetRef) -> str:
+    owner = "tenant" if ref.scope == Scope.TENANT else "API key"
+    return f"{owner}'s {ref.period} budget ({ref.period_key})"
+
+
+def _limit_of(ticket: Ticket, ref: BudgetRef) -> Decimal:
+    for budget, _config in ticket.budgets:
+        if (budget.scope, budget.owner_id) == (ref.scope, ref.owner_id):
+            return budget.limit_usd
+    return Decimal(0)
+
+
+def _unavailable(what: str) -> GatewayError:
+    return GatewayError(
+        503,
+        f"The gateway cannot check {what} right now; the request was not forwarded.",
+        code="metering_unavailable",
+        headers=[("retry-after", "1")],
+    )

@@ -1,0 +1,51 @@
+"""What the hot path does when Redis has lost state or cannot take an event.
+
+- A budget counter that is missing (Redis flushed or restarted, or a new period began) is
+  rebuilt from the ledger before the reservation is retried; never read as zero.
+- A usage event the stream cannot take is written to the ledger directly (idempotent on its
+  event id), so usage is never lost.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from asgiref.sync import sync_to_async
+
+from billing.events import UsageEvent
+from billing.periods import period_bounds
+from billing.selectors import BudgetConfig, spent_in_period
+from billing.services import usage_record_write
+from gateway.budgets import Budget, BudgetReservations
+
+log = structlog.get_logger(__name__)
+
+
+def ledger_spent(config: BudgetConfig, now: datetime) -> object:
+    start, end = period_bounds(config.period, now)
+    return spent_in_period(
+        tenant_id=config.tenant_id,
+        api_key_id=config.api_key_id,
+        period_start=start,
+        period_end=end,
+    )
+
+
+async def budget_counter_rebuild(
+    reservations: BudgetReservations, budget: Budget, config: BudgetConfig
+) -> None:
+    now = datetime.now(UTC)
+    spent = await sync_to_async(ledger_spent, thread_sensitive=False)(config, now)
+    if await reservations.restore_spent(budget, spent, now=now):  # type: ignore[arg-type]
+        log.info(
+            "budget_counter_rebuilt",
+            budget_id=config.budget_id,
+            period=config.period,
+            spent_usd=str(spent),
+        )
+
+
+async def usage_event_write_direct(event: UsageEvent) -> None:
+    await sync_to_async(usage_record_write, thread_sensitive=False)(event=event)
+    log.warning("usage_event_written_directly", event_id=event.event_id)
