@@ -119,6 +119,13 @@ AICC_UPSTREAM_MAX_CONNECTIONS = env_int("AICC_UPSTREAM_MAX_CONNECTIONS", 256, mi
 AICC_MAX_BODY_BYTES = env_int("AICC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 AICC_AUTH_FAILURES_PER_MINUTE = env_int("AICC_AUTH_FAILURES_PER_MINUTE", 20, minimum=1)
 
+# --- Operator credentials -------------------------------------------------------------------
+# Master keys (comma-separated, each >= 32 random chars, not starting with "aicc_") may use the
+# management API across tenants. Deprecated ones still work, with a warning, while rolling over.
+AICC_MASTER_KEYS = env_list("AICC_MASTER_KEYS", [])
+AICC_DEPRECATED_MASTER_KEYS = env_list("AICC_DEPRECATED_MASTER_KEYS", [])
+AICC_MANAGEMENT_API_RATE = env_str("AICC_MANAGEMENT_API_RATE", "120/m")
+
 # --- Metering -------------------------------------------------------------------------------
 # Redis down: budgets always refuse (503); rate limits admit when this is true, refuse when false.
 AICC_RATE_LIMIT_FAIL_OPEN = env_bool("AICC_RATE_LIMIT_FAIL_OPEN", False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from email.utils import format_datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +48,9 @@ class Caller:
     record: CredentialRecord
     budgets: tuple[BudgetConfig, ...]
     secret_id: int | None
-    deprecated_until: datetime | None  # set when the secret used is in its grace period
+    # Set when the secret used was rotated out and is in its grace period.
+    deprecated_at: datetime | None
+    deprecated_until: datetime | None
 
     @property
     def tenant_id(self) -> int:
@@ -143,8 +146,19 @@ async def authenticate(
         record=record,
         budgets=credential.budgets,
         secret_id=secret.secret_id,
+        deprecated_at=record.deprecated_at(secret),
         deprecated_until=secret.deprecated_until if secret.is_deprecated else None,
     )
+
+
+def deprecation_headers(caller: Caller) -> list[tuple[str, str]]:
+    """RFC 9745 `Deprecation` (when it was deprecated) and RFC 8594 `Sunset` (when it stops)."""
+    if caller.deprecated_until is None:
+        return []
+    headers = [("sunset", format_datetime(caller.deprecated_until, usegmt=True))]
+    if caller.deprecated_at is not None:
+        headers.append(("deprecation", f"@{int(caller.deprecated_at.timestamp())}"))
+    return headers
 
 
 def _invalid_key(message: str) -> GatewayError:

@@ -12,6 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from gateway import upstream
 from gateway.auth import CredentialCache
 from gateway.auth_guard import FailedKeyGuard
+from gateway.last_used import LastUsedRecorder
 from gateway.metering import Meter
 from gateway.prices import PriceCache
 
@@ -25,6 +26,7 @@ class Runtime:
             max_failures_per_minute=settings.AICC_AUTH_FAILURES_PER_MINUTE
         )
         self.prices = PriceCache()
+        self.last_used = LastUsedRecorder()
         self._redis: Redis | None = None
         self._meter: Meter | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -55,6 +57,7 @@ class Runtime:
         await self.prices.load()
         self._background.append(asyncio.create_task(self.credentials.watch(self.redis)))
         self._background.append(asyncio.create_task(self.prices.refresh_forever()))
+        self._background.append(asyncio.create_task(self.last_used.flush_forever()))
         log.info("gateway_started", upstream=settings.AICC_UPSTREAM_URL)
 
     async def stop(self) -> None:
@@ -62,6 +65,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+        await self.last_used.flush()
         await upstream.close()
         if self._redis is not None:
             await self._redis.aclose()

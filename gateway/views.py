@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from django.conf import settings
 
 from gateway import upstream
-from gateway.auth import authenticate
+from gateway.auth import authenticate, deprecation_headers
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.http import Request, Response, StreamResponse
@@ -23,6 +24,8 @@ from gateway.validation import (
     validate_embedding,
 )
 
+log = structlog.get_logger(__name__)
+
 
 async def _authenticate(request: Request, ctx: RequestContext) -> None:
     try:
@@ -33,6 +36,14 @@ async def _authenticate(request: Request, ctx: RequestContext) -> None:
                 ctx.runtime.redis, request.client_host, error
             )
         raise
+    if ctx.caller.deprecated_until is not None:
+        ctx.response_headers.extend(deprecation_headers(ctx.caller))
+        log.warning(
+            "deprecated_key_used",
+            key_id=ctx.caller.record.key_public_id,
+            deprecated_until=ctx.caller.deprecated_until.isoformat(),
+        )
+    ctx.runtime.last_used.note(ctx.caller.record.key_public_id)
 
 
 async def _read_payload(request: Request) -> tuple[dict[str, Any], bytes]:

@@ -37,6 +37,7 @@ class SecretRecord:
     digest: str
     status: str  # APIKeySecret.Status: "active" or "deprecated" (revoked ones are not loaded)
     deprecated_until: datetime | None
+    created_at: datetime
 
     @property
     def is_deprecated(self) -> bool:
@@ -89,6 +90,11 @@ class CredentialRecord:
 
     def is_model_allowed(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
+
+    def deprecated_at(self, secret: SecretRecord) -> datetime | None:
+        """When `secret` was deprecated: the creation of the secret that replaced it."""
+        later = [s.created_at for s in self.secrets if s.created_at > secret.created_at]
+        return min(later) if secret.is_deprecated and later else None
 
     def match(self, digest: str, now: datetime) -> SecretRecord | None:
         """The usable secret with this digest, or None. Compares every secret in constant time.
@@ -143,6 +149,7 @@ _RECORD_FIELDS = (
     "live_secret__digest",
     "live_secret__status",
     "live_secret__deprecated_until",
+    "live_secret__created_at",
 )
 
 
@@ -191,6 +198,7 @@ def credential_record(
                 r["live_secret__digest"],
                 r["live_secret__status"],
                 r["live_secret__deprecated_until"],
+                r["live_secret__created_at"],
             )
             for r in rows
             if r["live_secret__digest"] is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -12,7 +14,7 @@ from django.conf import settings
 from tenants.models import Tenant
 from tenants.services import IssuedKey, api_key_create, tenant_create
 from tests.fake_upstream import FakeUpstream, fake_upstream_fixture
-from tests.live import GatewayProcess
+from tests.live import LOG_PATHS, UPSTREAM_API_KEY, GatewayProcess
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +38,22 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
+
+
+FULL_KEY = re.compile(r"aicc_[0-9a-z]{12}_[0-9A-Za-z]{38}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No gateway process of the whole run may have logged a whole API key or the upstream key."""
+    leaks = [
+        str(path)
+        for path in LOG_PATHS
+        if path.exists()
+        and (FULL_KEY.search(text := path.read_text(errors="replace")) or UPSTREAM_API_KEY in text)
+    ]
+    if leaks:
+        print(f"\nSECRETS FOUND IN GATEWAY LOGS: {leaks}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_configure(config: pytest.Config) -> None:

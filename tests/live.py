@@ -19,6 +19,8 @@ from django.db import connection
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_API_KEY = "sk-upstream-held-by-the-gateway"
+# Every gateway log of this run, so the session can check none of them leaked a key.
+LOG_PATHS: list[Path] = []
 
 
 def free_port() -> int:
@@ -48,6 +50,7 @@ class GatewayProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
+        LOG_PATHS.append(self.log_path)
         self.env = {
             **os.environ,
             "DEBUG": "false",

@@ -116,3 +116,58 @@ def test_a_valid_key_still_works_alongside(
 ) -> None:
     issued = api_key_create(tenant=tenant_a, name="second")
     assert chat(gateway.url, issued.raw_key).status_code == 200
+
+
+def test_rotated_key_is_accepted_until_its_grace_period_ends(
+    transactional_db: None, key_a: IssuedKey
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from gateway.auth import deprecation_headers
+    from tenants.services import api_key_rotate
+
+    rotated_at = timezone.now()
+    new = api_key_rotate(api_key=key_a.api_key, grace=timedelta(hours=1), now=rotated_at)
+    deadline = rotated_at + timedelta(hours=1)
+    cache = CredentialCache()
+    old_headers = {"authorization": f"Bearer {key_a.raw_key}"}
+    new_headers = {"authorization": f"Bearer {new.raw_key}"}
+
+    before = async_to_sync(authenticate)(old_headers, cache, now=deadline - timedelta(seconds=1))
+    sent = dict(deprecation_headers(before))
+    assert sent["sunset"] == deadline.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert (
+        sent["deprecation"]
+        == f"@{int(new.api_key.secrets.latest('created_at').created_at.timestamp())}"
+    )
+    with pytest.raises(GatewayError) as caught:
+        async_to_sync(authenticate)(old_headers, cache, now=deadline + timedelta(seconds=1))
+    assert caught.value.status == 401 and caught.value.code == "api_key_expired"
+    for moment in (rotated_at, deadline - timedelta(seconds=1), deadline + timedelta(seconds=1)):
+        current = async_to_sync(authenticate)(new_headers, cache, now=moment)
+        assert deprecation_headers(current) == []
+        # Same key id, so usage history and limits stay with it.
+        assert current.key_id == before.key_id == key_a.api_key.pk
+        assert current.record.key_limits == before.record.key_limits
+
+
+def test_a_deprecated_key_gets_deprecation_and_sunset_headers_and_a_warning(
+    gateway: GatewayProcess, key_a: IssuedKey
+) -> None:
+    from datetime import timedelta
+
+    from tenants.services import api_key_rotate
+
+    new = api_key_rotate(api_key=key_a.api_key, grace=timedelta(hours=2))
+    deadline = time.monotonic() + 1.0
+    response = chat(gateway.url, key_a.raw_key)
+    while "sunset" not in response.headers:
+        assert time.monotonic() < deadline, "rotation not seen within 1 s"
+        response = chat(gateway.url, key_a.raw_key)
+    assert response.status_code == 200
+    assert response.headers["deprecation"].startswith("@")
+    assert "deprecation" not in chat(gateway.url, new.raw_key).headers
+    assert '"deprecated_key_used"' in gateway.log()
+    assert key_a.raw_key not in gateway.log()
