@@ -79,14 +79,18 @@ async def _relay(
         async for event in stream.events():
             ctx.mark_first_byte()
             ctx.streamed_events.append(event)
-            if b'"usage"' in event and not _is_done(event):
-                usage, reported_cost, is_usage_only = _read_usage(event)
-                if usage is not None:
+            if _may_carry_usage(event):
+                chunk = _chunk_of(event)
+                usage = Usage.from_openai(chunk.get("usage")) if chunk else None
+                if chunk is not None and usage is not None:
                     ctx.usage = usage
-                if reported_cost is not None:
-                    ctx.upstream_cost = reported_cost
-                if is_usage_only and usage is not None and not client_wants_usage:
-                    continue
+                    ctx.upstream_cost = _reported_cost(chunk) or ctx.upstream_cost
+                    if not client_wants_usage:
+                        # The gateway asked for usage, not the client: hide it from the client.
+                        if not chunk.get("choices"):
+                            continue
+                        chunk.pop("usage")
+                        event = b"data: " + orjson.dumps(chunk) + b"\n\n"
             yield event
     except GatewayError as error:
         # Headers are gone already: tell the client in-band, then end the stream.
@@ -97,26 +101,30 @@ async def _relay(
         stream.close()
 
 
-def _is_done(event: bytes) -> bool:
-    return event.strip() == _DONE
+def _may_carry_usage(event: bytes) -> bool:
+    # Cheap byte checks first: most chunks say `"usage":null` or nothing about usage.
+    return (
+        b'"usage"' in event
+        and b'"usage":null' not in event
+        and b'"usage": null' not in event
+        and event.strip() != _DONE
+    )
 
 
-def _read_usage(event: bytes) -> tuple[Usage | None, str | None, bool]:
-    """The usage an SSE event carries, the cost the upstream reports in it (LiteLLM puts
-    `usage.cost` there, since a stream's headers leave before the cost is known), and whether
-    the event carries nothing else (no choices)."""
+def _chunk_of(event: bytes) -> dict[str, Any] | None:
     for line in event.splitlines():
         if line.startswith(b"data:"):
             try:
                 chunk = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
-                return None, None, False
-            if not isinstance(chunk, dict):
-                return None, None, False
-            usage = chunk.get("usage")
-            cost = usage.get("cost") if isinstance(usage, dict) else None
-            reported = (
-                str(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
-            )
-            return Usage.from_openai(usage), reported, not chunk.get("choices")
-    return None, None, False
+                return None
+            return chunk if isinstance(chunk, dict) else None
+    return None
+
+
+def _reported_cost(chunk: dict[str, Any]) -> str | None:
+    """LiteLLM reports a stream's cost as `usage.cost` (its headers left before it was known)."""
+    cost = chunk["usage"].get("cost")
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        return str(cost)
+    return None
