@@ -348,8 +348,11 @@ class _FakeLLM:
                     await response.drain()
                     _abort(request)
                     return response
-                if fault == "slow-chunk" and position == 1:
-                    await asyncio.sleep(self.chunk_pause_s)
+                if fault == "slow-chunk":
+                    if position == 1:
+                        await asyncio.sleep(self.chunk_pause_s)
+                    # Lets a test measure how long a chunk took from here to the client.
+                    chunk["x_fake_sent_at"] = time.time()
                 data = b"{not json" if fault == "malformed" else orjson.dumps(chunk)
                 await response.write(b"data: " + data + b"\n\n")
             await response.write(b"data: [DONE]\n\n")

@@ -13,8 +13,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 from django.db import connection
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +100,17 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def completed_lines(self, correlation_id: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """The `request_completed` log lines of one request. They are written just after the
+        response's last byte, so wait for them a little."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = [
+                orjson.loads(line)
+                for line in self.log().splitlines()
+                if correlation_id in line and '"request_completed"' in line
+            ]
+            if lines or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import openai
-import orjson
 import pytest
 
 from tenants.services import IssuedKey
@@ -50,14 +49,6 @@ def client(gateway_via_litellm: GatewayProcess, key_a: IssuedKey) -> openai.Open
     )
 
 
-def completed_lines(gateway: GatewayProcess, correlation_id: str) -> list[dict[str, object]]:
-    return [
-        orjson.loads(line)
-        for line in gateway.log().splitlines()
-        if correlation_id in line and '"request_completed"' in line
-    ]
-
-
 def test_chat_through_litellm_and_the_gateway_reads_litellm_s_cost(
     client: openai.OpenAI, gateway_via_litellm: GatewayProcess
 ) -> None:
@@ -67,7 +58,7 @@ def test_chat_through_litellm_and_the_gateway_reads_litellm_s_cost(
         extra_headers={"X-Correlation-ID": "litellm-chat-1"},
     )
     assert completion.choices[0].message.content.startswith("echo: through both proxies")
-    (line,) = completed_lines(gateway_via_litellm, "litellm-chat-1")
+    (line,) = gateway_via_litellm.completed_lines("litellm-chat-1")
     assert line["status"] == 200 and line["prompt_tokens"] == 3
     assert float(line["upstream_cost_usd"]) > 0  # type: ignore[arg-type]
 
@@ -84,7 +75,7 @@ def test_stream_through_litellm(client: openai.OpenAI, gateway_via_litellm: Gate
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("echo: stream through both")
     assert all(c.usage is None for c in chunks)  # usage was asked for by AICC, not the client
-    (line,) = completed_lines(gateway_via_litellm, "litellm-stream-1")
+    (line,) = gateway_via_litellm.completed_lines("litellm-stream-1")
     assert line["completion_tokens"] == 8
     assert float(line["upstream_cost_usd"]) > 0  # type: ignore[arg-type]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tenants.services import IssuedKey
@@ -123,9 +125,7 @@ def test_correlation_id_is_accepted_returned_and_forwarded(
 
 
 def test_unsafe_correlation_id_is_replaced_with_a_uuid(gateway: GatewayProcess) -> None:
-    response = httpx.get(
-        f"{gateway.url}/v1/models", headers={"X-Correlation-ID": "bad;id" * 30}
-    )
+    response = httpx.get(f"{gateway.url}/v1/models", headers={"X-Correlation-ID": "bad;id" * 30})
     assert response.status_code == 401
     assert len(response.headers["x-correlation-id"]) == 36
 
@@ -203,9 +203,10 @@ def test_broken_upstream_stream_ends_with_an_sse_error_event(
     assert "event: error" in body and "upstream_stream_broken" in body
 
 
-def _first_and_second_chunk_at(url: str, headers: dict[str, str]) -> tuple[float, float]:
-    started = time.perf_counter()
+def _first_chunk_delay_and_pause(url: str, headers: dict[str, str]) -> tuple[float, float]:
+    """How long the first chunk took from the upstream's write to us, and the gap to the next."""
     arrivals: list[float] = []
+    sent_at = 0.0
     with httpx.stream(
         "POST",
         url,
@@ -217,27 +218,22 @@ def _first_and_second_chunk_at(url: str, headers: dict[str, str]) -> tuple[float
         },
         timeout=10,
     ) as response:
-        for _ in response.iter_raw():
-            arrivals.append(time.perf_counter() - started)
-            if len(arrivals) == 2:
-                break
-    return arrivals[0], arrivals[1]
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                arrivals.append(time.time())
+                if len(arrivals) == 1:
+                    sent_at = orjson.loads(line[6:])["x_fake_sent_at"]
+                if len(arrivals) == 2:
+                    break
+    return arrivals[0] - sent_at, arrivals[1] - arrivals[0]
 
 
-def test_streams_are_not_buffered(
-    gateway: GatewayProcess, key_a: IssuedKey, fake_upstream: FakeUpstream
-) -> None:
-    """Upstream sends its first chunk, pauses 500 ms, sends the rest: the client sees the first
-    chunk as soon as the upstream sends it (compared with a direct connection, same run)."""
-    through_gateway = f"{gateway.url}/v1/chat/completions"
+def test_streams_are_not_buffered(gateway: GatewayProcess, key_a: IssuedKey) -> None:
+    """Upstream sends its first chunk, pauses 500 ms, sends the rest: the client gets the first
+    chunk within 5 ms of the upstream sending it (median of 5), long before the pause ends."""
+    url = f"{gateway.url}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {key_a.raw_key}"}
-    _first_and_second_chunk_at(through_gateway, headers)  # warm the key cache and pools
-    direct = [
-        _first_and_second_chunk_at(f"{fake_upstream.url}/v1/chat/completions", {})[0]
-        for _ in range(3)
-    ]
-    gated = [_first_and_second_chunk_at(through_gateway, headers) for _ in range(3)]
-    direct_first = sorted(direct)[1]
-    gated_first = sorted(first for first, _ in gated)[1]
-    assert all(second - first >= 0.4 for first, second in gated), gated
-    assert gated_first - direct_first < 0.005, (gated_first, direct_first)
+    _first_chunk_delay_and_pause(url, headers)  # warm the key cache and connection pools
+    runs = [_first_chunk_delay_and_pause(url, headers) for _ in range(5)]
+    assert all(pause >= 0.4 for _, pause in runs), runs
+    assert statistics.median(delay for delay, _ in runs) < 0.005, runs

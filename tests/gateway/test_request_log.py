@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import httpx
-import orjson
 
 from tenants.services import IssuedKey
 from tests.live import UPSTREAM_API_KEY, GatewayProcess
-
-
-def request_lines(gateway: GatewayProcess, correlation_id: str) -> list[dict[str, object]]:
-    lines = []
-    for raw in gateway.log().splitlines():
-        if correlation_id in raw:
-            lines.append(orjson.loads(raw))
-    return lines
 
 
 def test_each_request_logs_one_completed_line_without_key_or_content(
@@ -27,8 +18,7 @@ def test_each_request_logs_one_completed_line_without_key_or_content(
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": secret_prompt}]},
     )
     assert response.status_code == 200
-    lines = request_lines(gateway, "log-test-1")
-    completed = [line for line in lines if line["event"] == "request_completed"]
+    completed = gateway.completed_lines("log-test-1")
     assert len(completed) == 1
     line = completed[0]
     assert line["correlation_id"] == "log-test-1"
@@ -46,7 +36,5 @@ def test_each_request_logs_one_completed_line_without_key_or_content(
 
 def test_refused_requests_are_logged_with_their_status(gateway: GatewayProcess) -> None:
     httpx.get(f"{gateway.url}/v1/models", headers={"X-Correlation-ID": "log-test-2"})
-    completed = [
-        line for line in request_lines(gateway, "log-test-2") if line["event"] == "request_completed"
-    ]
+    completed = gateway.completed_lines("log-test-2")
     assert [line["status"] for line in completed] == [401]
