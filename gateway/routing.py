@@ -27,6 +27,7 @@ import structlog
 import watchfiles
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -80,6 +81,7 @@ class Router:
         self._tenant_policies: dict[int, Policy] = {}
         self._override_generation = 0
         self._override_version: bytes | None = None
+        self._pending: dict[int, asyncio.Future[Policy]] = {}
         self._load_override = sync_to_async(routing_override_document, thread_sensitive=False)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,8 +163,24 @@ class Router:
         policy = self._tenant_policies.get(tenant_id)
         if policy is not None:
             return policy
+        # One read per tenant however many requests arrive while it runs.
+        pending = self._pending.get(tenant_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read_tenant_policy(tenant_id))
+            self._pending[tenant_id] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(tenant_id, None))
+        return await asyncio.shield(pending)
+
+    async def _read_tenant_policy(self, tenant_id: int) -> Policy:
         generation, loaded = self._override_generation, self._active
-        document = await self._load_override(tenant_id=tenant_id)
+        try:
+            document = await self._load_override(tenant_id=tenant_id)
+        except DatabaseError as exc:
+            # Fail closed: the override may hold this tenant's privacy patterns or blocks.
+            log.error("tenant_override_load_failed", tenant_id=tenant_id, error=type(exc).__name__)
+            raise GatewayError(
+                503, "The routing policy is unavailable; retry shortly.", code="service_unavailable"
+            ) from exc
         policy = loaded.policy
         if document is not None:
             try:
@@ -173,8 +191,8 @@ class Router:
             except PolicyError as exc:
                 # Saved valid, but the policy has changed under it: run on the policy alone.
                 log.error("tenant_override_invalid", tenant_id=tenant_id, problems=exc.problems)
-        # Cleared while we read (a save or a policy reload): the answer may be stale, use it for
-        # this request only.
+        # Cleared while we read (a save or a policy reload): the answer may be stale, so it
+        # serves the requests that waited for it but is not cached.
         if generation == self._override_generation and loaded is self._active:
             self._tenant_policies[tenant_id] = policy
         return policy
