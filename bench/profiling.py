@@ -22,11 +22,15 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:]*)(?::\d+)?\)$")
 LAYERS = (
     ("json (orjson)", "orjson"),
     ("logging (structlog)", "structlog"),
-    ("redis client", "/redis/"),
-    ("aiohttp upstream client", "/aiohttp/"),
-    ("uvicorn + httptools (server)", "/uvicorn/"),
-    ("gateway code", "/gateway/"),
-    ("asyncio / uvloop event loop", "asyncio"),
+    ("redis client", "redis/"),
+    ("aiohttp upstream client", "aiohttp/"),
+    ("uvicorn + httptools (server)", "uvicorn/"),
+    ("Django ORM / asgiref (sync_to_async)", "django/"),
+    ("Django ORM / asgiref (sync_to_async)", "asgiref/"),
+    ("gateway code", "gateway/"),
+    ("tenants / billing code", "tenants/"),
+    ("tenants / billing code", "billing/"),
+    ("asyncio / uvloop event loop", "asyncio/"),
 )
 
 
@@ -47,6 +51,7 @@ def _frame(raw: str) -> tuple[str, str]:
 def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
     own: Counter[str] = Counter()
     layers: Counter[str] = Counter()
+    gateway: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -64,10 +69,16 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
                 break
         else:
             layers["other"] += count
+        # Inclusive: the innermost gateway function, with whatever library time it caused.
+        for func, path in reversed(frames):
+            if path.startswith("gateway/") or "/gateway/" in path:
+                gateway[f"{func} ({path.rsplit('gateway/', 1)[-1]})"] += count
+                break
     return {
         "samples": total,
         "top_own": [(name, count / total) for name, count in own.most_common(top)] if total else [],
         "layers": [(name, count / total) for name, count in layers.most_common()] if total else [],
+        "gateway_inclusive": [(n, c / total) for n, c in gateway.most_common(top)] if total else [],
     }
 
 
@@ -120,6 +131,8 @@ def profile_under_load(
         "  share of samples by layer (innermost recognised frame):",
     ]
     lines += [f"    {share:6.1%}  {name}" for name, share in found["layers"]]
+    lines.append("  innermost gateway function on the stack (inclusive of the libraries it calls):")
+    lines += [f"    {share:6.1%}  {name}" for name, share in found["gateway_inclusive"]]
     lines.append("  top frames by own time:")
     lines += [f"    {share:6.1%}  {name}" for name, share in found["top_own"]]
     return {**found, "summary": "\n".join(lines)}

@@ -16,6 +16,7 @@ rounds; differences against direct are paired by round. JSON goes to bench/resul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -40,6 +41,7 @@ DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/aicc_bench"
 DEFAULT_BIG_DATABASE = "postgres://postgres@127.0.0.1:5432/aicc_bench_big"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/7"
 MODEL = "gpt-4o-mini"
+KEY_TABLE_SCENARIO = report.KEY_TABLE_SCENARIO
 # A typical small chat: a system prompt, a user turn, a 16-token answer (16 SSE chunks + 3).
 CHAT = {
     "model": MODEL,
@@ -269,16 +271,18 @@ def main_scenarios(
             )
         )
     )
-    for scenario, target, keys in (
-        ("keys=10", aicc, data["small"]["keys"]),
-        ("keys=1M", big, data["big"]["one_tenant_keys"]),
-        ("tenants=10k spread", big, data["big"]["spread_keys"]),
+    # One scenario, all variants alternating in every round: the comparison is within a round.
+    spread = dataclasses.replace(big, name="aicc-1M-spread")
+    plan = [(upstream, spec_for(upstream, is_stream=False, concurrency=16, args=args))]
+    for target, keys in (
+        (dataclasses.replace(aicc, name="aicc-10keys"), data["small"]["keys"]),
+        (dataclasses.replace(big, name="aicc-1M"), data["big"]["one_tenant_keys"]),
+        (spread, data["big"]["spread_keys"]),
     ):
-        plan = [
-            (upstream, spec_for(upstream, is_stream=False, concurrency=16, args=args)),
-            (target, spec_for(target, is_stream=False, concurrency=16, args=args, keys=keys)),
-        ]
-        runs += rounds(scenario, plan, upstream, args)
+        plan.append(
+            (target, spec_for(target, is_stream=False, concurrency=16, args=args, keys=keys))
+        )
+    runs += rounds(KEY_TABLE_SCENARIO, plan, upstream, args)
     return runs
 
 
@@ -389,10 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         "--spread",
         str(args.spread),
     )
-    lookups = {
-        name: dataset(url, storage["redis_url"], "lookups", "--count", "1000")
-        for name, url in (("small", storage["database_url"]), ("big", storage["big_database_url"]))
-    }
+    # Alternating small / big twice, so a change in machine load hits both tables alike.
+    lookups: dict[str, list[dict[str, Any]]] = {"small": [], "big": []}
+    for _ in range(2):
+        for name, url in (("small", storage["database_url"]), ("big", storage["big_database_url"])):
+            lookups[name].append(dataset(url, storage["redis_url"], "lookups", "--count", "500"))
     print(f"key tables: {lookups}; big insert: {data['big']['insert']}", flush=True)
     print(f"configured: {data['small']['features']}", flush=True)
     targets = start_targets(storage, data, args)
