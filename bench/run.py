@@ -301,6 +301,21 @@ def start_targets(
     storage: dict[str, str], data: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Served]:
     targets: dict[str, Served] = {}
+    try:
+        return _start_targets(targets, storage, data, args)
+    except BaseException:
+        # Nothing may outlive a failed start (a gateway that cannot import, LiteLLM timing out).
+        for served in reversed(targets.values()):
+            served.stop()
+        raise
+
+
+def _start_targets(
+    targets: dict[str, Served],
+    storage: dict[str, str],
+    data: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Served]:
     upstream = targets["direct"] = stack.start_upstream()
     common = {"redis_url": storage["redis_url"], "upstream_url": upstream.base_url}
     small_key, big_key = data["small"]["keys"][0], data["big"]["one_tenant_keys"][0]
