@@ -56,7 +56,9 @@ def _data_chunks(events: Iterable[bytes]) -> list[dict[str, Any]]:
     chunks: list[dict[str, Any]] = []
     is_done = False
     for event in events:
-        for line in event.splitlines():
+        # Almost every event is one `data:` line; only the rest needs splitting.
+        is_one_line = event.startswith(b"data:") and event.count(b"\n", 0, -2) == 0
+        for line in (event,) if is_one_line else event.splitlines():
             if line.startswith(b"event:"):
                 raise _Unstorable  # OpenAI streams carry no named events; ours are errors
             if not line.startswith(b"data:"):
@@ -93,7 +95,9 @@ def _assemble(chunks: list[dict[str, Any]], endpoint: str) -> bytes:
                 raise _Unstorable
             if choice.get("logprobs") is not None:
                 raise _Unstorable  # per-token logprobs are not merged; rare with caching
-            merged = choices.setdefault(index, _Choice(index))
+            merged = choices.get(index)
+            if merged is None:
+                merged = choices[index] = _Choice(index)
             if endpoint == CHAT_ENDPOINT:
                 merged.add_delta(choice.get("delta"))
             else:
@@ -120,11 +124,12 @@ class _Choice:
     def __init__(self, index: int) -> None:
         self.index = index
         self.role: str | None = None
-        # Concatenated string fields of the delta: content, refusal, and provider extras such
-        # as `reasoning_content`; None until the stream sends one.
-        self.text: dict[str, str | None] = {"content": None, "refusal": None}
+        # Pieces of the delta's string fields: content, refusal, and provider extras such as
+        # `reasoning_content`; joined once at the end (no quadratic concatenation). An empty
+        # list means the stream never sent the field: it is null in the body.
+        self.text: dict[str, list[str]] = {"content": [], "refusal": []}
         self.tool_calls: dict[int, dict[str, Any]] = {}
-        self.function_call: dict[str, str] | None = None
+        self.function_call: dict[str, list[str]] | None = None
         self.finish_reason: str | None = None
 
     def add_text(self, text: Any) -> None:
@@ -132,7 +137,7 @@ class _Choice:
             return
         if not isinstance(text, str):
             raise _Unstorable
-        self.text["content"] = (self.text["content"] or "") + text
+        self.text["content"].append(text)
 
     def add_delta(self, delta: Any) -> None:
         if delta is None:
@@ -149,7 +154,7 @@ class _Choice:
             elif name == "function_call":
                 self._add_function_call(value)
             elif isinstance(value, str):
-                self.text[name] = (self.text.get(name) or "") + value
+                self.text.setdefault(name, []).append(value)
             else:
                 raise _Unstorable  # audio and other structured deltas: not merged
 
@@ -161,36 +166,44 @@ class _Choice:
             if not isinstance(position, int):
                 raise _Unstorable
             merged = self.tool_calls.setdefault(
-                position, {"id": None, "type": "function", "name": "", "arguments": ""}
+                position, {"id": None, "type": "function", "name": [], "arguments": []}
             )
             for field in ("id", "type"):
                 if call.get(field):
                     merged[field] = call[field]
             function = call.get("function") or {}
-            merged["name"] += function.get("name") or ""
-            merged["arguments"] += function.get("arguments") or ""
+            merged["name"].append(function.get("name") or "")
+            merged["arguments"].append(function.get("arguments") or "")
 
     def _add_function_call(self, call: Any) -> None:
         if not isinstance(call, dict):
             raise _Unstorable
-        merged = self.function_call or {"name": "", "arguments": ""}
-        merged["name"] += call.get("name") or ""
-        merged["arguments"] += call.get("arguments") or ""
+        merged = self.function_call or {"name": [], "arguments": []}
+        merged["name"].append(call.get("name") or "")
+        merged["arguments"].append(call.get("arguments") or "")
         self.function_call = merged
 
     def chat_choice(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": self.role or "assistant", **self.text}
+        message: dict[str, Any] = {
+            "role": self.role or "assistant",
+            **{name: "".join(parts) if parts else None for name, parts in self.text.items()},
+        }
         if self.tool_calls:
             message["tool_calls"] = [
                 {
                     "id": call["id"],
                     "type": call["type"],
-                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                    "function": {
+                        "name": "".join(call["name"]),
+                        "arguments": "".join(call["arguments"]),
+                    },
                 }
                 for _, call in sorted(self.tool_calls.items())
             ]
         if self.function_call is not None:
-            message["function_call"] = self.function_call
+            message["function_call"] = {
+                name: "".join(parts) for name, parts in self.function_call.items()
+            }
         return {
             "index": self.index,
             "message": message,
@@ -201,7 +214,7 @@ class _Choice:
     def text_choice(self) -> dict[str, Any]:
         return {
             "index": self.index,
-            "text": self.text["content"] or "",
+            "text": "".join(self.text["content"]),
             "logprobs": None,
             "finish_reason": self.finish_reason,
         }

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from gateway.cache import (
     CACHE_HEADER,
+    THREAD_ASSEMBLY_MIN_EVENTS,
     CachedAnswer,
     CacheStatus,
     ResponseCache,
@@ -84,6 +85,8 @@ def cache(aredis: aioredis.Redis, clock: FixedClock) -> ResponseCache:
 def test_key_ignores_field_order() -> None:
     payload = chat_payload(max_tokens=20, seed=7)
     reordered = dict(reversed(list(payload.items())))
+    reordered["messages"] = [dict(reversed(list(m.items()))) for m in payload["messages"]]
+    assert list(reordered["messages"][0]) == ["content", "role"]
     assert cache_key(TENANT_A, CHAT, payload) == cache_key(TENANT_A, CHAT, reordered)
 
 
@@ -396,10 +399,11 @@ async def test_stream_that_did_not_finish_is_not_assembled(fake_upstream: FakeUp
     assert assemble_stream_body([*events[:3], error], CHAT) is None
 
 
+@pytest.mark.parametrize("max_tokens", [8, THREAD_ASSEMBLY_MIN_EVENTS + 100])
 async def test_streamed_miss_is_stored_and_serves_a_later_non_stream_request(
-    cache: ResponseCache, fake_upstream: FakeUpstream
+    cache: ResponseCache, fake_upstream: FakeUpstream, max_tokens: int
 ) -> None:
-    payload = chat_payload()
+    payload = chat_payload(max_tokens=max_tokens)
     events, non_stream_body = await upstream_answers(fake_upstream, CHAT, payload)
     args: dict[str, Any] = {"tenant_id": TENANT_A, "endpoint": CHAT, "is_tenant_enabled": True,
             "header_value": None}  # fmt: skip
@@ -409,6 +413,7 @@ async def test_streamed_miss_is_stored_and_serves_a_later_non_stream_request(
     hit = (await cache.lookup(payload=payload, **args)).hit
     assert hit is not None
     assert without_identity(hit.body) == without_identity(non_stream_body)
+    assert len(events) > max_tokens  # one event per word, so the long case takes the thread
 
 
 # --- replay, read by the openai SDK ------------------------------------------------------------
