@@ -5,18 +5,29 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
+from django.db.models import Sum
+from django.utils import timezone
 from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from billing.models import ModelPrice, UsageRecord
+from billing.tasks import drain_usage_events
+from gateway import app as gateway_app
 from gateway import metrics
 from gateway.auth import Caller
 from gateway.context import RequestContext, Usage
 from gateway.errors import GatewayError
 from tenants.selectors import CredentialRecord, Limits
+from tenants.services import api_key_create, tenant_create
+from tests.fake_upstream import FakeUpstream
+from tests.live import GatewayProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _NO_LIMITS = Limits(rpm=None, tpm=None, max_concurrency=None)
@@ -191,3 +202,79 @@ def test_metrics_need_the_bearer_token_when_one_is_set() -> None:
     assert metrics.metrics_response(wrong, token=token).status == 401
     right = metrics.metrics_response({"authorization": f"Bearer {token}"}, token=token)
     assert right.status == 200 and b"aicc_" in right.body
+
+
+# --- end to end: /metrics of two live gateway processes against the ledger --------------------
+E2E_MODEL = "gpt-4o-mini"
+
+
+def _scrape(url: str) -> dict[SampleKey, float]:
+    return parsed(httpx.get(f"{url}/metrics", timeout=10).text)
+
+
+def _tenant_total(samples: dict[SampleKey, float], name: str, tenant: str, **labels: str) -> float:
+    return sum(
+        count
+        for (sample_name, sample_labels), count in samples.items()
+        if sample_name == name
+        and ("tenant", tenant) in sample_labels
+        and all((label, value) in sample_labels for label, value in labels.items())
+    )
+
+
+@pytest.mark.skipif(
+    not hasattr(gateway_app, "metrics"), reason="needs the /metrics wiring in gateway.app"
+)
+def test_metrics_of_two_gateway_processes_agree_with_the_ledger(
+    tmp_path: Path,
+    transactional_db: None,
+    fake_upstream: FakeUpstream,
+    redis_client: object,
+    redis_url: str,
+) -> None:
+    ModelPrice.objects.create(
+        model=E2E_MODEL, input_usd_per_1m=Decimal("0.15"), output_usd_per_1m=Decimal("0.60"),
+        per_request_usd=Decimal("0.0001"), effective_from=timezone.now() - timedelta(days=1),
+    )  # fmt: skip
+    tenant = tenant_create(slug="tenant-metrics", name="Tenant Metrics")
+    issued = api_key_create(tenant=tenant, name="metrics key")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    processes = [
+        GatewayProcess(upstream_url=fake_upstream.url, redis_url=redis_url, env=env).start()
+        for _ in range(2)
+    ]
+    try:
+        headers = {"Authorization": f"Bearer {issued.raw_key}"}
+        for index in range(10):
+            body = {"model": E2E_MODEL, "messages": [{"role": "user", "content": f"hi {index}"}]}
+            if index % 3 == 0:
+                body["stream"] = True
+            url = processes[index % 2].url
+            reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+            assert reply.status_code == 200
+        deadline = time.monotonic() + 10
+        while True:  # metrics and the usage event are written just after the last byte
+            drain_usage_events(budget_s=5)
+            ledger = UsageRecord.objects.filter(tenant_id=tenant.pk)
+            samples = _scrape(processes[1].url)
+            requests = _tenant_total(samples, "aicc_requests_total", "tenant-metrics")
+            if (ledger.count() == 10 and requests == 10) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        for process in processes:
+            process.stop()
+
+    totals = ledger.aggregate(
+        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), cost=Sum("cost_usd")
+    )
+    assert ledger.count() == requests == 10
+    tokens = "aicc_tokens_total"
+    assert _tenant_total(samples, tokens, "tenant-metrics", kind="prompt") == totals["prompt"]
+    assert (
+        _tenant_total(samples, tokens, "tenant-metrics", kind="completion")
+        == (totals["completion"])
+    )
+    assert _tenant_total(samples, "aicc_cost_usd_total", "tenant-metrics") == pytest.approx(
+        float(totals["cost"]), abs=1e-9
+    )
