@@ -7,6 +7,7 @@ to race: several processes may call `ensure_running()`; one starts the server, a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -80,10 +81,8 @@ def ensure_running() -> str:
 def stop() -> None:
     pid_file = REDIS_DIR / "redis.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text().strip()), 15)
-        except (OSError, ValueError):
-            pass
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ start-up with a message an operator can act on.
 
 from __future__ import annotations
 
+import json
 import os
 from urllib.parse import urlsplit
 
@@ -83,3 +84,13 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     if parts.scheme in ("http", "https", "redis", "rediss") and not parts.hostname:
         raise ImproperlyConfigured(f"{name} must name a host, got {value!r}")
     return value
+
+
+def env_json(name: str, default: object) -> object:
+    value = _raw(name)
+    if not value:
+        return default
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} must be valid JSON: {exc}") from None

@@ -12,7 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from aicc_site import embedded_redis
-from aicc_site.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from aicc_site.env import env_bool, env_float, env_int, env_json, env_list, env_str, env_url
 from billing.schedule import BEAT_SCHEDULE as BILLING_BEAT_SCHEDULE  # imports only celery
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -116,6 +116,23 @@ AICC_UPSTREAM_API_KEY = env_str("AICC_UPSTREAM_API_KEY", "")
 AICC_UPSTREAM_CONNECT_TIMEOUT_S = env_float("AICC_UPSTREAM_CONNECT_TIMEOUT_S", 5.0, minimum=0.001)
 AICC_UPSTREAM_READ_TIMEOUT_S = env_float("AICC_UPSTREAM_READ_TIMEOUT_S", 120.0, minimum=0.001)
 AICC_UPSTREAM_MAX_CONNECTIONS = env_int("AICC_UPSTREAM_MAX_CONNECTIONS", 256, minimum=1)
+AICC_UPSTREAM_NAME = env_str("AICC_UPSTREAM_NAME", "litellm")
+# More OpenAI-compatible servers, for fallbacks: {"ollama": {"url": "http://127.0.0.1:11434",
+# "api_key": ""}}. Checked at start-up (gateway.targets).
+AICC_EXTRA_UPSTREAMS = env_json("AICC_EXTRA_UPSTREAMS", {})
+# Ordered fallbacks per requested model, tried when the upstream is down (breaker open, connection
+# failure, 5xx, timeout): {"gpt-4o": [{"model": "gpt-4o-mini"}, {"upstream": "ollama",
+# "model": "llama3"}]}. "upstream" defaults to the primary one.
+AICC_FALLBACKS = env_json("AICC_FALLBACKS", {})
+# Retries of one upstream, only before any byte reached the client and only for connection
+# failures, 502 and 503; the backoff doubles from this value.
+AICC_UPSTREAM_RETRIES = env_int("AICC_UPSTREAM_RETRIES", 2, minimum=0)
+AICC_UPSTREAM_RETRY_BACKOFF_S = env_float("AICC_UPSTREAM_RETRY_BACKOFF_S", 0.05, minimum=0)
+AICC_BREAKER_FAILURE_THRESHOLD = env_int("AICC_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
+AICC_BREAKER_RESET_TIMEOUT_S = env_float("AICC_BREAKER_RESET_TIMEOUT_S", 30.0, minimum=0.001)
+AICC_BREAKER_MAX_RESET_TIMEOUT_S = env_float(
+    "AICC_BREAKER_MAX_RESET_TIMEOUT_S", 300.0, minimum=0.001
+)
 AICC_MAX_BODY_BYTES = env_int("AICC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 AICC_AUTH_FAILURES_PER_MINUTE = env_int("AICC_AUTH_FAILURES_PER_MINUTE", 20, minimum=1)
 
@@ -125,6 +142,11 @@ AICC_AUTH_FAILURES_PER_MINUTE = env_int("AICC_AUTH_FAILURES_PER_MINUTE", 20, min
 AICC_MASTER_KEYS = env_list("AICC_MASTER_KEYS", [])
 AICC_DEPRECATED_MASTER_KEYS = env_list("AICC_DEPRECATED_MASTER_KEYS", [])
 AICC_MANAGEMENT_API_RATE = env_str("AICC_MANAGEMENT_API_RATE", "120/m")
+
+# --- Routing policy -------------------------------------------------------------------------
+AICC_POLICY_PATH = Path(env_str("AICC_POLICY_PATH", str(BASE_DIR / "policy" / "default.yaml")))
+# Models a policy may route to besides those its own `models` section lists.
+AICC_KNOWN_MODELS = env_list("AICC_KNOWN_MODELS", [])
 
 # --- Metering -------------------------------------------------------------------------------
 # Redis down: budgets always refuse (503); rate limits admit when this is true, refuse when false.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -60,6 +61,7 @@ class RequestContext:
     ttfb_ms: float | None = None
     upstream_cost: str | None = None
     ticket: Ticket | None = None
+    cost_usd: Decimal | None = None  # known once the meter has settled
     response_headers: list[tuple[str, str]] = field(default_factory=list)
 
     def use_payload(self, payload: dict[str, Any]) -> None:

@@ -148,7 +148,7 @@ class Meter:
     async def _reserve_budget(
         self, ctx: RequestContext, ticket: Ticket, body: bytes, max_output_tokens: int
     ) -> None:
-        model = ctx.requested_model or ""
+        model = ctx.served_model or ctx.requested_model or ""
         ticket.price = self.prices.book.price_for(model, ticket.started_at)
         if ticket.price is None:
             await self._release_rate(ticket)
@@ -213,16 +213,20 @@ class Meter:
             return
         ticket.is_settled = True
         usage = ctx.final_usage()
+        # Priced as served: a fallback may have answered with another model than was reserved.
+        served_model = ctx.served_model or ctx.requested_model or ""
+        price = self.prices.book.price_for(served_model, ticket.started_at) or ticket.price
         cost = (
             pricing.cost_usd(
-                ticket.price,
+                price,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,
             )
-            if ticket.price is not None
+            if price is not None
             else None
         )
+        ctx.cost_usd = cost
         await self._settle_counters(ticket, usage.prompt_tokens + usage.completion_tokens, cost)
         await self._record(ctx, ticket, cost)
 

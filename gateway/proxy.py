@@ -7,6 +7,7 @@ the gateway always asks for the usage chunk and hides it from clients that did n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,9 +28,7 @@ def _reply_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
 
 
 async def forward(ctx: RequestContext, path: str, payload: dict[str, Any]) -> Response:
-    reply = await upstream.request(
-        "POST", path, correlation_id=ctx.correlation_id, body=orjson.dumps(payload)
-    )
+    reply = await ctx.runtime.resilience.post(ctx, path, payload)
     ctx.upstream_latency_ms = reply.latency_ms
     ctx.upstream_cost = reply.headers.get(upstream.UPSTREAM_COST_HEADER)
     if reply.status == 200:
@@ -54,9 +53,9 @@ async def forward_stream(
     stream_options = payload.get("stream_options") or {}
     client_wants_usage = stream_options.get("include_usage") is True
     payload = {**payload, "stream_options": {**stream_options, "include_usage": True}}
-    stream = await upstream.open_stream(
-        path, correlation_id=ctx.correlation_id, body=orjson.dumps(payload)
-    )
+    stream = await ctx.runtime.resilience.post_stream(ctx, path, payload)
+    if isinstance(stream, upstream.UpstreamReply):  # the upstream refused to stream
+        return Response(stream.status, stream.body, content_type=stream.content_type)
     ctx.upstream_cost = stream.headers.get(upstream.UPSTREAM_COST_HEADER)
     if stream.status != 200:
         body = await stream.read()
@@ -75,6 +74,7 @@ async def forward_stream(
 async def _relay(
     ctx: RequestContext, stream: upstream.UpstreamStream, *, client_wants_usage: bool
 ) -> AsyncIterator[bytes]:
+    outcome = "abandoned"
     try:
         async for event in stream.events():
             ctx.mark_first_byte()
@@ -92,13 +92,17 @@ async def _relay(
                         chunk.pop("usage")
                         event = b"data: " + orjson.dumps(chunk) + b"\n\n"
             yield event
+        outcome = "success"
     except GatewayError as error:
         # Headers are gone already: tell the client in-band, then end the stream.
+        outcome = "failure"
         ctx.status = error.status
         yield b"event: error\ndata: " + render(error) + b"\n\n"
     finally:
         ctx.upstream_latency_ms = stream.elapsed_ms()
         stream.close()
+        if stream.on_end is not None:
+            await asyncio.shield(stream.on_end(outcome))
 
 
 def _may_carry_usage(event: bytes) -> bool:

@@ -15,6 +15,9 @@ from gateway.auth_guard import FailedKeyGuard
 from gateway.last_used import LastUsedRecorder
 from gateway.metering import Meter
 from gateway.prices import PriceCache
+from gateway.resilience import Resilience
+from gateway.routing import Router
+from gateway.targets import Targets
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +32,11 @@ class Runtime:
         self.last_used = LastUsedRecorder()
         self._redis: Redis | None = None
         self._meter: Meter | None = None
+        self._resilience: Resilience | None = None
+        # Built now, not lazily: a bad upstream, fallback or policy configuration must stop
+        # start-up (uvicorn treats a failing lifespan start-up as "no lifespan" and serves).
+        self.targets = Targets.from_settings()
+        self.router = Router()
         self._background: list[asyncio.Task[None]] = []
 
     @property
@@ -53,14 +61,22 @@ class Runtime:
             self._meter = Meter(self.redis, self.prices)
         return self._meter
 
+    @property
+    def resilience(self) -> Resilience:
+        if self._resilience is None:
+            self._resilience = Resilience(self.redis, self.targets)
+        return self._resilience
+
     async def start(self) -> None:
         await self.prices.load()
+        await self.router.start(self.redis)
         self._background.append(asyncio.create_task(self.credentials.watch(self.redis)))
         self._background.append(asyncio.create_task(self.prices.refresh_forever()))
         self._background.append(asyncio.create_task(self.last_used.flush_forever()))
         log.info("gateway_started", upstream=settings.AICC_UPSTREAM_URL)
 
     async def stop(self) -> None:
+        await self.router.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

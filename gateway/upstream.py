@@ -10,7 +10,7 @@ Transport failures become GatewayErrors here: unreachable → 502, timeout → 5
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -23,6 +23,15 @@ PASSTHROUGH_RESPONSE_HEADERS = ("x-request-id", "openai-processing-ms")
 UPSTREAM_COST_HEADER = "x-litellm-response-cost"
 
 _session: aiohttp.ClientSession | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One OpenAI-compatible server the gateway may forward to."""
+
+    name: str
+    base_url: str  # without a trailing slash and without /v1
+    api_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +70,11 @@ async def close() -> None:
     _session = None
 
 
-def _headers(correlation_id: str) -> dict[str, str]:
+def _headers(target: Upstream, correlation_id: str) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "X-Correlation-ID": correlation_id}
-    if settings.AICC_UPSTREAM_API_KEY:
-        headers["Authorization"] = f"Bearer {settings.AICC_UPSTREAM_API_KEY}"
+    if target.api_key:
+        headers["Authorization"] = f"Bearer {target.api_key}"
     return headers
-
-
-def _url(path: str) -> str:
-    return f"{settings.AICC_UPSTREAM_URL}{path}"
 
 
 def _transport_error(exc: BaseException) -> GatewayError:
@@ -87,13 +92,13 @@ def _reply_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
 
 
 async def request(
-    method: str, path: str, *, correlation_id: str, body: bytes | None = None
+    target: Upstream, method: str, path: str, *, correlation_id: str, body: bytes | None = None
 ) -> UpstreamReply:
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
         async with session().request(
-            method, _url(path), data=body, headers=_headers(correlation_id)
+            method, target.base_url + path, data=body, headers=_headers(target, correlation_id)
         ) as response:
             payload = await response.read()
             return UpstreamReply(
@@ -113,6 +118,9 @@ class UpstreamStream:
 
     response: aiohttp.ClientResponse
     started: float
+    # Called once with the stream's outcome ("success", "failure" or "abandoned"), so the
+    # circuit breaker judges a stream by how it ended, not by its status line.
+    on_end: Callable[[str], Awaitable[None]] | None = None
 
     @property
     def status(self) -> int:
@@ -170,11 +178,15 @@ def _stream_error(exc: BaseException) -> GatewayError:
     return GatewayError(502, "The upstream stream broke off.", code="upstream_stream_broken")
 
 
-async def open_stream(path: str, *, correlation_id: str, body: bytes) -> UpstreamStream:
+async def open_stream(
+    target: Upstream, path: str, *, correlation_id: str, body: bytes
+) -> UpstreamStream:
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        response = await session().post(_url(path), data=body, headers=_headers(correlation_id))
+        response = await session().post(
+            target.base_url + path, data=body, headers=_headers(target, correlation_id)
+        )
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise _transport_error(exc) from exc
     return UpstreamStream(response=response, started=started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import structlog
 from django.conf import settings
 
@@ -25,6 +26,8 @@ from gateway.validation import (
 )
 
 log = structlog.get_logger(__name__)
+
+AUTO_MODEL = "auto"
 
 
 async def _authenticate(request: Request, ctx: RequestContext) -> None:
@@ -46,6 +49,18 @@ async def _authenticate(request: Request, ctx: RequestContext) -> None:
     ctx.runtime.last_used.note(ctx.caller.record.key_public_id)
 
 
+def _check_model_allowed(ctx: RequestContext, model: str) -> None:
+    """The key's model list binds what a client asks for, and what `auto` picks for it; a model
+    the policy forces (e.g. privacy -> local) is the operator's decision and is not checked."""
+    if model != AUTO_MODEL and not ctx.caller.record.is_model_allowed(model):  # type: ignore[union-attr]
+        raise GatewayError(
+            403,
+            f"This API key may not use the model '{model}'.",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
 async def _read_payload(request: Request) -> tuple[dict[str, Any], bytes]:
     body = await request.read_body(settings.AICC_MAX_BODY_BYTES)
     return parse_json_object(request.headers.get("content-type"), body), body
@@ -64,6 +79,10 @@ async def _generation(
     payload, body = await _read_payload(request)
     validate(payload)
     ctx.use_payload(payload)
+    _check_model_allowed(ctx, payload["model"])
+    await ctx.runtime.router.route(ctx, payload, request.headers)
+    if ctx.requested_model == AUTO_MODEL:
+        _check_model_allowed(ctx, payload["model"])
     await ctx.runtime.meter.admit(ctx, payload, body)
     if can_stream and payload.get("stream"):
         return await forward_stream(ctx, path, payload)
@@ -84,9 +103,21 @@ async def embeddings(request: Request, ctx: RequestContext) -> Response | Stream
 
 async def list_models(request: Request, ctx: RequestContext) -> Response:
     await _authenticate(request, ctx)
-    reply = await upstream.request("GET", "/v1/models", correlation_id=ctx.correlation_id)
+    reply = await upstream.request(
+        ctx.runtime.targets.primary, "GET", "/v1/models", correlation_id=ctx.correlation_id
+    )
     ctx.upstream_latency_ms = reply.latency_ms
-    return Response(reply.status, reply.body, content_type=reply.content_type)
+    allowed = ctx.caller.record.allowed_models  # type: ignore[union-attr]
+    if reply.status != 200 or allowed is None:
+        return Response(reply.status, reply.body, content_type=reply.content_type)
+    try:
+        listing = orjson.loads(reply.body)
+        listing["data"] = [model for model in listing["data"] if model.get("id") in allowed]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise GatewayError(
+            502, "The upstream returned a malformed model list.", code="upstream_invalid_response"
+        ) from None
+    return Response(200, orjson.dumps(listing))
 
 
 async def retrieve_model(request: Request, ctx: RequestContext, model_id: str) -> Response:
@@ -96,7 +127,10 @@ async def retrieve_model(request: Request, ctx: RequestContext, model_id: str) -
             404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model"
         )
     reply = await upstream.request(
-        "GET", f"/v1/models/{model_id}", correlation_id=ctx.correlation_id
+        ctx.runtime.targets.primary,
+        "GET",
+        f"/v1/models/{model_id}",
+        correlation_id=ctx.correlation_id,
     )
     ctx.upstream_latency_ms = reply.latency_ms
     return Response(reply.status, reply.body, content_type=reply.content_type)

@@ -22,7 +22,7 @@ Faults, on POST /v1/chat/completions, /v1/completions and /v1/embeddings only:
   gets events that are not JSON), `fault-broken-sse` (3 chunks then an aborted connection; without
   `stream` a truncated JSON body then the abort), `fault-slow-chunk` (first chunk, a pause of
   AICC_FAKE_CHUNK_PAUSE_S, default 0.5 s, then the rest; without `stream` the pause then the
-  answer).
+  answer), `fault-slow-stream` (every chunk 5 ms after the previous one, like a real model).
 - By `POST /_control/fault {"mode": "500", "count": N|null}` for the next N requests of any
   model (null: until reset); modes are the names above with or without `fault-`.
   `POST /_control/reset` clears faults and stats; `GET /_control/stats` returns `total`,
@@ -48,7 +48,9 @@ from aiohttp import web
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "llama3-local", "text-embedding-3-small")
 FAULT_MODES = (
     "500", "429", "400", "slow", "reset", "malformed", "broken-sse", "slow-chunk",
+    "slow-stream",
 )  # fmt: skip
+SLOW_STREAM_CHUNK_S = 0.005
 RECORDED_HEADERS = ("authorization", "x-correlation-id", "content-type")
 RECENT_LIMIT = 50
 DEFAULT_REPLY_WORDS = 8
@@ -217,7 +219,7 @@ class _FakeLLM:
             return web.Response(status=500)  # never reaches the client: the socket is gone
         elif fault == "slow-chunk" and not _is_stream(request):
             await asyncio.sleep(self.chunk_pause_s)
-        elif fault not in (None, "malformed", "broken-sse", "slow-chunk"):
+        elif fault not in (None, "malformed", "broken-sse", "slow-chunk", "slow-stream"):
             return _error(400, f"Unknown fault mode {fault!r}.", "invalid_request_error",
                           "model", None)  # fmt: skip
         return None
@@ -348,6 +350,9 @@ class _FakeLLM:
                     await response.drain()
                     _abort(request)
                     return response
+                if fault == "slow-stream":
+                    # Like a real model: tokens trickle out, so a client can leave mid-way.
+                    await asyncio.sleep(SLOW_STREAM_CHUNK_S)
                 if fault == "slow-chunk":
                     if position == 1:
                         await asyncio.sleep(self.chunk_pause_s)

@@ -61,6 +61,9 @@ class GatewayProcess:
             "AICC_UPSTREAM_URL": upstream_url,
             "AICC_UPSTREAM_API_KEY": UPSTREAM_API_KEY,
             "AICC_UPSTREAM_READ_TIMEOUT_S": "1.5",
+            # Fault-injection tests share one gateway; breaker tests start their own with a
+            # real threshold.
+            "AICC_BREAKER_FAILURE_THRESHOLD": "100000",
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -161,7 +161,7 @@ def test_a_stream_cut_after_ten_chunks_is_billed_for_what_was_generated(
     key_a: IssuedKey, gateway: GatewayProcess, redis_client: object, fake_upstream: FakeUpstream
 ) -> None:
     payload = {
-        "model": "gpt-4o-mini",
+        "model": "fault-slow-stream",
         "messages": [{"role": "user", "content": "count words please"}],
         "max_tokens": 5000,
         "stream": True,
@@ -186,5 +186,7 @@ def test_a_stream_cut_after_ten_chunks_is_billed_for_what_was_generated(
         records = list(UsageRecord.objects.filter(correlation_id="cut-stream"))
     (record,) = records
     assert record.is_streamed
-    assert 9 <= record.completion_tokens < 5000  # what was generated before the cut, not max
+    # What was generated before the cut (10 chunks and the few in flight), not all 5,000 words:
+    # the gateway stopped reading and dropped the upstream connection.
+    assert 9 <= record.completion_tokens < 500
     assert record.prompt_tokens > 0
