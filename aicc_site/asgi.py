@@ -16,7 +16,9 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from gateway.app import GatewayApp  # noqa: E402
 from gateway.http import Receive, Scope, Send  # noqa: E402
 
-GATEWAY_PREFIXES = ("/v1/", "/v1", "/health")
+GATEWAY_PREFIXES = ("/v1/", "/v1", "/health", "/metrics")
+# Served by Django so that staff sessions work; see gateway.health_views.
+DJANGO_HEALTH_PATHS = ("/health/detailed", "/health/detailed/")
 
 
 class Router:
@@ -27,7 +29,11 @@ class Router:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif scope["type"] == "http" and scope["path"].startswith(GATEWAY_PREFIXES):
+        elif (
+            scope["type"] == "http"
+            and scope["path"].startswith(GATEWAY_PREFIXES)
+            and scope["path"] not in DJANGO_HEALTH_PATHS
+        ):
             await self.gateway(scope, receive, send)
         else:
             await self.django(scope, receive, send)

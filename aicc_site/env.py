@@ -74,8 +74,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+def env_url(name: str, default: str, *, schemes: tuple[str, ...], optional: bool = False) -> str:
     value = _raw(name) or default
+    if optional and not value:
+        return ""
     parts = urlsplit(value)
     if parts.scheme not in schemes:
         raise ImproperlyConfigured(

@@ -103,7 +103,15 @@ CELERY_BROKER_URL = (
     if REDIS_URL.startswith("unix://")
     else REDIS_URL
 )
-CELERY_BEAT_SCHEDULE = {**BILLING_BEAT_SCHEDULE}
+CELERY_BEAT_SCHEDULE = {
+    **BILLING_BEAT_SCHEDULE,
+    # /health/detailed reads the age of this heartbeat (stale after 60 s -> degraded).
+    "gateway-celery-heartbeat": {
+        "task": "gateway.tasks.celery_heartbeat",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
+}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
@@ -161,6 +169,26 @@ AICC_USAGE_BATCH_SIZE = env_int("AICC_USAGE_BATCH_SIZE", 500, minimum=1)
 AICC_USAGE_CLAIM_IDLE_MS = env_int("AICC_USAGE_CLAIM_IDLE_MS", 60000, minimum=1)
 AICC_USAGE_DRAIN_BUDGET_S = env_float("AICC_USAGE_DRAIN_BUDGET_S", 1.5, minimum=0)
 AICC_BUDGET_WEBHOOK_TIMEOUT_S = env_float("AICC_BUDGET_WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
+
+# --- Observability ------------------------------------------------------------------------
+# GET /metrics needs "Authorization: Bearer <token>" when set; open when empty (then keep the
+# port internal). Multiprocess metrics: PROMETHEUS_MULTIPROC_DIR (environment only, see bin/run).
+AICC_METRICS_TOKEN = env_str("AICC_METRICS_TOKEN", "")
+AICC_HEALTH_TIMEOUT_S = env_float("AICC_HEALTH_TIMEOUT_S", 2.0, minimum=0.05)
+AICC_OLLAMA_URL = env_url("AICC_OLLAMA_URL", "", schemes=("http", "https"), optional=True).rstrip(
+    "/"
+)
+# Langfuse export is on when all three are set.
+AICC_LANGFUSE_HOST = env_url(
+    "AICC_LANGFUSE_HOST", "", schemes=("http", "https"), optional=True
+).rstrip("/")
+AICC_LANGFUSE_PUBLIC_KEY = env_str("AICC_LANGFUSE_PUBLIC_KEY", "")
+AICC_LANGFUSE_SECRET_KEY = env_str("AICC_LANGFUSE_SECRET_KEY", "")
+# Off: traces carry metadata only (model, tokens, cost, latency, status, tenant, correlation id).
+AICC_LANGFUSE_INCLUDE_CONTENT = env_bool("AICC_LANGFUSE_INCLUDE_CONTENT", False)
+AICC_LANGFUSE_QUEUE_SIZE = env_int("AICC_LANGFUSE_QUEUE_SIZE", 10000, minimum=100)
+AICC_LANGFUSE_BATCH_SIZE = env_int("AICC_LANGFUSE_BATCH_SIZE", 100, minimum=1)
+AICC_LANGFUSE_FLUSH_INTERVAL_S = env_float("AICC_LANGFUSE_FLUSH_INTERVAL_S", 1.0, minimum=0.05)
 
 # --- Security ---------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

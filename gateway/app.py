@@ -11,8 +11,9 @@ import re
 from collections.abc import Awaitable, Callable
 
 import structlog
+from django.conf import settings
 
-from gateway import health, views
+from gateway import health, metrics, views
 from gateway.context import RequestContext
 from gateway.correlation import correlation_id_from
 from gateway.errors import GatewayError, render
@@ -49,6 +50,9 @@ class GatewayApp:
         if request.path == "/health/ready":
             await (await health.readiness(self.runtime.redis)).send(send)
             return
+        if request.path == "/metrics":
+            await metrics.metrics_response(request.headers, settings.AICC_METRICS_TOKEN).send(send)
+            return
         ctx = RequestContext(
             correlation_id=correlation_id_from(request.headers),
             runtime=self.runtime,
@@ -60,12 +64,14 @@ class GatewayApp:
             # Shielded: a server shutting down must not cancel the charge for work done.
             await asyncio.shield(self.runtime.meter.settle(ctx))
             self._log_completed(request, ctx)
+            self._observe(ctx)
             structlog.contextvars.clear_contextvars()
 
     async def _handle(self, request: Request, ctx: RequestContext, send: Send) -> None:
         try:
             response = await self._dispatch(request, ctx)
         except GatewayError as error:
+            metrics.observe_error(error, ctx)
             response = Response(error.status, render(error), headers=error.headers)
         except ClientDisconnected:
             ctx.status = 499
@@ -100,6 +106,17 @@ class GatewayApp:
         raise GatewayError(
             404, f"Unknown endpoint {request.method} {request.path}.", code="unknown_url"
         )
+
+    def _observe(self, ctx: RequestContext) -> None:
+        """Metrics, recent-traffic stats and the Langfuse trace: in-memory only, never raises
+        into the request."""
+        try:
+            metrics.observe_request(ctx, cost_usd=ctx.cost_usd)
+            self.runtime.recent_stats.note(ctx)
+            if self.runtime.langfuse is not None:
+                self.runtime.langfuse.note(ctx, cost_usd=ctx.cost_usd)
+        except Exception:
+            log.exception("observe_failed")
 
     def _log_completed(self, request: Request, ctx: RequestContext) -> None:
         caller = ctx.caller

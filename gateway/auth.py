@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from email.utils import format_datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import structlog
 from asgiref.sync import sync_to_async

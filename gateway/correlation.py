@@ -1,4 +1,4 @@
-"""Correlation ids: accepted from the client when safe, otherwise minted; bound to every log line."""
+"""Correlation ids: taken from the client when safe, else minted; bound to every log line."""
 
 from __future__ import annotations
 

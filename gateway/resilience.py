@@ -25,6 +25,7 @@ import structlog
 from django.conf import settings
 from redis.asyncio import Redis
 
+from gateway import metrics
 from gateway.breaker import CircuitBreaker, Decision
 from gateway.errors import GatewayError
 from gateway.targets import Target, Targets
@@ -60,6 +61,7 @@ class Resilience:
                 ),
                 probe_lease_s=probe_lease_s,
                 redis_timeout_s=settings.REDIS_TIMEOUT_S,
+                on_transition=lambda name, _old, new: metrics.observe_breaker(name, new),
             )
             for name in targets.by_name
         }

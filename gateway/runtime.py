@@ -9,12 +9,14 @@ import structlog
 from django.conf import settings
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from gateway import upstream
+from gateway import metrics, upstream
 from gateway.auth import CredentialCache
 from gateway.auth_guard import FailedKeyGuard
+from gateway.langfuse import LangfuseExporter
 from gateway.last_used import LastUsedRecorder
 from gateway.metering import Meter
 from gateway.prices import PriceCache
+from gateway.recent_stats import RecentStats
 from gateway.resilience import Resilience
 from gateway.routing import Router
 from gateway.targets import Targets
@@ -38,6 +40,8 @@ class Runtime:
         self.targets = Targets.from_settings()
         self.router = Router()
         self._background: list[asyncio.Task[None]] = []
+        self.recent_stats = RecentStats()
+        self.langfuse = LangfuseExporter.from_settings()  # None unless configured
 
     @property
     def redis(self) -> Redis:
@@ -73,6 +77,9 @@ class Runtime:
         self._background.append(asyncio.create_task(self.credentials.watch(self.redis)))
         self._background.append(asyncio.create_task(self.prices.refresh_forever()))
         self._background.append(asyncio.create_task(self.last_used.flush_forever()))
+        self._background.append(asyncio.create_task(self.recent_stats.flush_forever(self.redis)))
+        if self.langfuse is not None:
+            self._background.append(asyncio.create_task(self.langfuse.run_forever()))
         log.info("gateway_started", upstream=settings.AICC_UPSTREAM_URL)
 
     async def stop(self) -> None:
@@ -82,6 +89,10 @@ class Runtime:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         await self.last_used.flush()
+        await self.recent_stats.flush(self.redis)
+        if self.langfuse is not None:
+            await self.langfuse.close()
+        metrics.process_stopped()
         await upstream.close()
         if self._redis is not None:
             await self._redis.aclose()

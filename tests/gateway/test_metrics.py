@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing.models import ModelPrice, UsageRecord
 from billing.tasks import drain_usage_events
-from gateway import app as gateway_app
 from gateway import metrics
 from gateway.auth import Caller
 from gateway.context import RequestContext, Usage
@@ -222,9 +221,6 @@ def _tenant_total(samples: dict[SampleKey, float], name: str, tenant: str, **lab
     )
 
 
-@pytest.mark.skipif(
-    not hasattr(gateway_app, "metrics"), reason="needs the /metrics wiring in gateway.app"
-)
 def test_metrics_of_two_gateway_processes_agree_with_the_ledger(
     tmp_path: Path,
     transactional_db: None,
