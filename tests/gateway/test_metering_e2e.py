@@ -23,7 +23,7 @@ from billing.services import budget_set
 from tenants.models import Tenant
 from tenants.services import IssuedKey, api_key_create
 from tests.fake_upstream import FakeUpstream
-from tests.live import GatewayProcess
+from tests.live import GatewayProcess, RedisServer
 
 DOLLAR_MODEL = "gpt-4o-mini"
 CHAT = {"model": DOLLAR_MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 4}
@@ -82,9 +82,9 @@ async def fire_together(
         return await asyncio.gather(*tasks)
 
 
-def drain_ledger() -> None:
+def drain_ledger(redis_url: str | None = None) -> None:
     """What the Celery beat task does every few seconds, done now."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    client = redis.Redis.from_url(redis_url or settings.REDIS_URL)
     try:
         UsageConsumer(client).drain(budget_s=10)
     finally:
@@ -190,3 +190,50 @@ def test_a_stream_cut_after_ten_chunks_is_billed_for_what_was_generated(
     # the gateway stopped reading and dropped the upstream connection.
     assert 9 <= record.completion_tokens < 500
     assert record.prompt_tokens > 0
+
+
+def test_budgets_fail_closed_without_redis_and_recover_from_the_ledger(
+    dollar_per_request: None,
+    tenant_a: Tenant,
+    fake_upstream: FakeUpstream,
+    redis_server: RedisServer,
+) -> None:
+    """Redis stopped: budget-gated requests get 503, never an unmetered 200. Redis back (empty,
+    like after a restart without persistence): served again without restarting the gateway,
+    and the lost budget counter is rebuilt from the ledger."""
+    key = api_key_create(tenant=tenant_a, name="outage")
+    budget_set(
+        tenant_id=tenant_a.pk, api_key_id=key.api_key.pk, limit_usd=Decimal(3), period="daily"
+    )
+    process = GatewayProcess(
+        upstream_url=fake_upstream.url,
+        redis_url=redis_server.url,
+        env={"AICC_REDIS_TIMEOUT_S": "0.5"},
+    ).start()
+    url = f"{process.url}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {key.raw_key}"}
+    try:
+        assert [httpx.post(url, headers=headers, json=CHAT).status_code for _ in range(2)] == [
+            200,
+            200,
+        ]
+        drain_ledger(redis_server.url)  # $2 of $3 now in the ledger
+        redis_server.stop()
+        refused = httpx.post(url, headers=headers, json=CHAT, timeout=10)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "metering_unavailable"
+        redis_server.start()  # same port, no data: counters and the stream are gone
+        deadline = time.monotonic() + 5
+        statuses = []
+        while time.monotonic() < deadline:
+            response = httpx.post(url, headers=headers, json=CHAT, timeout=10)
+            if response.status_code != 503:
+                statuses.append(response.status_code)
+                break
+            time.sleep(0.1)
+        statuses += [httpx.post(url, headers=headers, json=CHAT).status_code for _ in range(2)]
+    finally:
+        process.stop()
+    # Rebuilt from the ledger: $2 spent, so exactly one more $1 request fits.
+    assert statuses == [200, 429, 429]
+    assert '"budget_counter_rebuilt"' in process.log()
