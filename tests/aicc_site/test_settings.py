@@ -55,3 +55,15 @@ def test_deploy_check_reports_no_errors_with_production_settings() -> None:
         env={"SECRET_KEY": "a-long-random-production-secret-" + "k" * 40, "DEBUG": "false"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_env_example_names_every_variable_settings_reads() -> None:
+    import re
+
+    settings_text = (PROJECT_ROOT / "aicc_site" / "settings.py").read_text()
+    read = set(re.findall(r'env_[a-z]+\(\s*"([A-Z_]+)"', settings_text))
+    documented = set(
+        re.findall(r"^([A-Z_]+)=", (PROJECT_ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
+    assert read, "no env reads found: the pattern is stale"
+    assert read - documented == set()
