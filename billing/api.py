@@ -1,20 +1,32 @@
-"""The usage report API: GET /api/v1/usage?start=&end=&group_by=day,model,key&format=json|csv.
+"""The billing API under /api/v1/: the usage report and budgets.
 
-Scoped to the caller's tenant, resolved by `caller_tenant_id`, the one seam between how a caller
-authenticates and which tenant's data it may read.
+- GET usage?start=&end=&group_by=day,model,key&format=json|csv, scoped to the caller's tenant by
+  `caller_tenant_id`, the one seam between how a caller authenticates and which tenant's data it
+  may read.
+- budgets/ and budgets/{id}/: a management API resource like keys and members; it reuses
+  tenants.api's authentication, tenant scope and roles (ManagementView), so another tenant's
+  budget is simply not found.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, permissions, status
 from rest_framework.exceptions import (
     NotAuthenticated,
     NotFound,
@@ -26,8 +38,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import selectors
-from billing.serializers import UsageQuerySerializer, query_data
+from billing import selectors, services
+from billing.models import Budget
+from billing.serializers import (
+    BudgetCreateSerializer,
+    BudgetSerializer,
+    UsageQuerySerializer,
+    UsageReportSerializer,
+    query_data,
+)
+from tenants import selectors as tenant_selectors
+from tenants.api.views import TENANT_HEADER_PARAMETER, ManagementView
 from tenants.models import APIKey, Membership
 
 
@@ -102,6 +123,12 @@ def _name_keys(tenant_id: int, rows: list[dict[str, object]]) -> None:
         row["key"] = public_ids.get(row["key"], f"deleted:{row['key']}")
 
 
+_REPORT = (
+    "JSON by default; CSV with format=csv or Accept: text/csv (a header line of `columns`, then "
+    "one line per row, sent as an attachment)."
+)
+
+
 class UsageReportView(APIView):
     permission_classes = (permissions.AllowAny,)  # caller_tenant_id decides
     renderer_classes = (JSONRenderer, UsageCSVRenderer)
@@ -110,10 +137,19 @@ class UsageReportView(APIView):
         parameters=[
             OpenApiParameter("start", OpenApiTypes.DATE, required=True),
             OpenApiParameter("end", OpenApiTypes.DATE, required=True, description="inclusive"),
-            OpenApiParameter("group_by", str, many=True, enum=sorted(selectors.GROUP_FIELDS)),
+            OpenApiParameter(
+                "group_by",
+                str,
+                many=True,
+                enum=sorted(selectors.GROUP_FIELDS),
+                description="repeat the parameter or separate names by commas",
+            ),
             OpenApiParameter("tenant", str, description="tenant slug, for members of several"),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            (200, "application/json"): OpenApiResponse(UsageReportSerializer, description=_REPORT),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=_REPORT),
+        },
     )
     def get(self, request: Request) -> Response:
         tenant_id = caller_tenant_id(request)
@@ -141,3 +177,118 @@ class UsageReportView(APIView):
             filename = f"usage-{params['start']}-{params['end']}.csv"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+def _billing_call(call: Callable[[], Budget]) -> Budget:
+    try:
+        return call()
+    except services.BillingError as error:
+        raise ValidationError({"detail": str(error)}) from None
+
+
+_BUDGET_SCHEMA = extend_schema(parameters=[TENANT_HEADER_PARAMETER])
+
+
+@extend_schema_view(
+    list=_BUDGET_SCHEMA,
+    retrieve=_BUDGET_SCHEMA,
+    create=extend_schema(
+        parameters=[TENANT_HEADER_PARAMETER],
+        request=BudgetCreateSerializer,
+        responses={201: BudgetSerializer},
+    ),
+    partial_update=extend_schema(
+        parameters=[TENANT_HEADER_PARAMETER], request=BudgetSerializer, responses=BudgetSerializer
+    ),
+    destroy=extend_schema(parameters=[TENANT_HEADER_PARAMETER], responses={204: None}),
+)
+class BudgetViewSet(mixins.ListModelMixin, ManagementView):
+    """The caller's tenant's budgets: one tenant-wide and at most one per key.
+
+    Viewers read; owners and admins write. Each budget carries the current period's spend.
+    """
+
+    serializer_class = BudgetSerializer
+    lookup_value_regex = "[0-9]+"
+    clock: Callable[[], datetime] = staticmethod(timezone.now)
+
+    def get_queryset(self) -> QuerySet[Budget]:
+        if self.is_schema_view():
+            return Budget.objects.none()
+        return Budget.objects.filter(tenant=self.scope.tenant).select_related("api_key")
+
+    def paginate_queryset(self, queryset: QuerySet[Budget]) -> list[Budget] | None:
+        page = super().paginate_queryset(queryset)
+        return None if page is None else self._with_spend(page)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(BudgetSerializer(self._with_spend([self.get_object()])[0]).data)
+
+    def _with_spend(self, budgets: list[Budget]) -> list[Budget]:
+        """Set spent_usd and the period's bounds on each budget: one ledger sum per budget,
+        each an index range scan (usage_key_started / usage_tenant_started)."""
+        now = self.clock()
+        for budget in budgets:
+            budget.period_start, budget.period_end = budget.bounds(now)
+            budget.spent_usd = selectors.spent_in_period(
+                tenant_id=budget.tenant_id,
+                api_key_id=budget.api_key_id,
+                period_start=budget.period_start,
+                period_end=budget.period_end,
+            )
+        return budgets
+
+    def _fresh(self, budget_id: int) -> Budget:
+        budget = self.get_queryset().get(pk=budget_id)
+        return self._with_spend([budget])[0]
+
+    def create(self, request: Request) -> Response:
+        incoming = BudgetCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        tenant = self.scope.tenant
+        api_key_id = None
+        if data["api_key"] is not None:
+            api_key = tenant_selectors.api_key_get(tenant=tenant, key_public_id=data["api_key"])
+            if api_key is None:  # another tenant's key looks exactly like a missing one
+                raise ValidationError({"api_key": "No such key."})
+            api_key_id = api_key.pk
+        if Budget.objects.filter(tenant=tenant, api_key_id=api_key_id).exists():
+            raise ValidationError(
+                {"api_key": "This already has a budget: change it with PATCH budgets/{id}/."}
+            )
+        budget = _billing_call(
+            lambda: services.budget_set(
+                tenant_id=tenant.pk,
+                api_key_id=api_key_id,
+                limit_usd=data["limit_usd"],
+                period=data.get("period", Budget.Period.MONTHLY),
+                soft_limit_pct=data.get("soft_limit_pct", 80),
+                alert_webhook_url=data.get("alert_webhook_url", ""),
+            )
+        )
+        return Response(
+            BudgetSerializer(self._fresh(budget.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        budget = self.get_object()
+        incoming = BudgetSerializer(budget, data=request.data, partial=True)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        updated = _billing_call(
+            lambda: services.budget_set(
+                tenant_id=budget.tenant_id,
+                api_key_id=budget.api_key_id,
+                limit_usd=data.get("limit_usd", budget.limit_usd),
+                period=data.get("period", budget.period),
+                soft_limit_pct=data.get("soft_limit_pct", budget.soft_limit_pct),
+                alert_webhook_url=data.get("alert_webhook_url", budget.alert_webhook_url),
+            )
+        )
+        return Response(BudgetSerializer(self._fresh(updated.pk)).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        budget = self.get_object()
+        services.budget_delete(tenant_id=self.scope.tenant.pk, budget_id=budget.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -71,6 +71,18 @@ def budget_set(
     return budget
 
 
+@transaction.atomic
+def budget_delete(*, tenant_id: int, budget_id: int) -> bool:
+    """Remove one of the tenant's budgets; False if it has no budget with that id."""
+    deleted, _ = Budget.objects.filter(tenant_id=tenant_id, pk=budget_id).delete()
+    if not deleted:
+        return False
+    # The gateway holds the budget with the key's credentials: drop it there too.
+    events.credentials_changed(tenant_id=tenant_id)
+    log.info("budget_deleted", budget_id=budget_id, tenant_id=tenant_id)
+    return True
+
+
 def budget_soft_limit_alert(*, budget_id: int, period_key: str, spent_usd: Decimal) -> bool:
     """Report that a budget passed its soft limit; once per (budget, period). True if new."""
     budget = Budget.objects.filter(pk=budget_id).first()

@@ -1,7 +1,14 @@
-from django.urls import path
+"""Billing routes, mounted under /api/v1/ by aicc_site.urls next to tenants.urls."""
 
-from billing.api import UsageReportView
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from billing.api import BudgetViewSet, UsageReportView
+
+router = SimpleRouter()
+router.register("budgets", BudgetViewSet, basename="budget")
 
 urlpatterns = [
     path("usage", UsageReportView.as_view(), name="billing-usage"),
+    *router.urls,
 ]
