@@ -54,6 +54,14 @@ def budget_configs_for(*, tenant_id: int, api_key_id: int | None) -> list[Budget
     ]
 
 
+def budget_config_list(*, tenant_slug: str | None = None) -> list[BudgetConfig]:
+    """Every configured budget (of one tenant when given): for rebuilding counters."""
+    budgets = Budget.objects.order_by("id")
+    if tenant_slug is not None:
+        budgets = budgets.filter(tenant__slug=tenant_slug)
+    return [_config(budget) for budget in budgets.iterator()]
+
+
 async def abudget_configs_for(*, tenant_id: int, api_key_id: int | None) -> list[BudgetConfig]:
     return [
         _config(budget)

@@ -41,7 +41,7 @@ from gateway.limits import (
     rate_limit_headers,
 )
 from gateway.prices import PriceCache
-from gateway.recovery import budget_counter_rebuild, usage_event_write_direct
+from gateway.recovery import budget_counter_rebuild, budget_from_config, usage_event_write_direct
 
 if TYPE_CHECKING:
     from gateway.context import RequestContext
@@ -60,18 +60,6 @@ class Ticket:
     price: ModelPrice | None
     is_reserved: bool = False
     is_settled: bool = False
-
-
-def _budget(config: BudgetConfig, record_key_id: int) -> Budget:
-    scope = Scope.TENANT if config.api_key_id is None else Scope.KEY
-    owner_id = str(config.tenant_id) if config.api_key_id is None else str(record_key_id)
-    return Budget(
-        scope=scope,
-        owner_id=owner_id,
-        limit_usd=config.limit_usd,
-        period=config.period,
-        soft_limit_pct=Decimal(config.soft_limit_pct),
-    )
 
 
 def _policy(limits: Any) -> RatePolicy:
@@ -107,7 +95,7 @@ class Meter:
             request_id=uuid.uuid4().hex,
             started_at=datetime.now(UTC),
             rate=None,
-            budgets=tuple((_budget(config, caller.key_id), config) for config in caller.budgets),
+            budgets=tuple((budget_from_config(config), config) for config in caller.budgets),
             price=None,
         )
         max_output_tokens = _max_output_tokens(payload, ctx.endpoint)

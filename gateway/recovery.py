@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import structlog
 from asgiref.sync import sync_to_async
@@ -18,8 +19,21 @@ from billing.periods import period_bounds
 from billing.selectors import BudgetConfig, spent_in_period
 from billing.services import usage_record_write
 from gateway.budgets import Budget, BudgetReservations
+from gateway.limits import Scope
 
 log = structlog.get_logger(__name__)
+
+
+def budget_from_config(config: BudgetConfig) -> Budget:
+    """The Redis counter's view of a configured budget (owner: the tenant's or the key's id)."""
+    is_tenant_wide = config.api_key_id is None
+    return Budget(
+        scope=Scope.TENANT if is_tenant_wide else Scope.KEY,
+        owner_id=str(config.tenant_id if is_tenant_wide else config.api_key_id),
+        limit_usd=config.limit_usd,
+        period=config.period,
+        soft_limit_pct=Decimal(config.soft_limit_pct),
+    )
 
 
 def ledger_spent(config: BudgetConfig, now: datetime) -> object:
@@ -33,17 +47,24 @@ def ledger_spent(config: BudgetConfig, now: datetime) -> object:
 
 
 async def budget_counter_rebuild(
-    reservations: BudgetReservations, budget: Budget, config: BudgetConfig
-) -> None:
+    reservations: BudgetReservations,
+    budget: Budget,
+    config: BudgetConfig,
+    *,
+    overwrite: bool = False,
+) -> bool:
+    """Set the current period's counter from the ledger; without `overwrite` only if missing."""
     now = datetime.now(UTC)
     spent = await sync_to_async(ledger_spent, thread_sensitive=False)(config, now)
-    if await reservations.restore_spent(budget, spent, now=now):  # type: ignore[arg-type]
+    is_written = await reservations.restore_spent(budget, spent, overwrite=overwrite, now=now)  # type: ignore[arg-type]
+    if is_written:
         log.info(
             "budget_counter_rebuilt",
             budget_id=config.budget_id,
             period=config.period,
             spent_usd=str(spent),
         )
+    return is_written
 
 
 async def usage_event_write_direct(event: UsageEvent) -> None:

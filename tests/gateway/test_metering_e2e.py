@@ -6,6 +6,7 @@ Fires many requests at once at two live gateway processes sharing PostgreSQL/SQL
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -237,3 +238,31 @@ def test_budgets_fail_closed_without_redis_and_recover_from_the_ledger(
     # Rebuilt from the ledger: $2 spent, so exactly one more $1 request fits.
     assert statuses == [200, 429, 429]
     assert '"budget_counter_rebuilt"' in process.log()
+
+
+def test_rebuild_budget_counters_restores_lost_counters_from_the_ledger(
+    dollar_per_request: None, tenant_a: Tenant, two_gateways: object, redis_client: redis.Redis
+) -> None:
+    from django.core.management import call_command
+
+    gateway = two_gateways()[0]  # type: ignore[operator]
+    key = api_key_create(tenant=tenant_a, name="rebuilt")
+    budget_set(
+        tenant_id=tenant_a.pk, api_key_id=key.api_key.pk, limit_usd=Decimal(5), period="monthly"
+    )
+    budget_set(tenant_id=tenant_a.pk, api_key_id=None, limit_usd=Decimal(100), period="monthly")
+    url = f"{gateway.url}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {key.raw_key}"}
+    time.sleep(0.5)  # the budget change reaches the gateway's credential cache
+    for _ in range(3):
+        assert httpx.post(url, headers=headers, json=CHAT).status_code == 200
+    drain_ledger()
+    counters = redis_client.keys("aicc:budget:*:spent")
+    assert len(counters) == 2
+    redis_client.delete(*counters)  # "Redis lost its counters"
+    out = io.StringIO()
+    call_command("rebuild_budget_counters", stdout=out)
+    assert "2 of 2 budget counters written" in out.getvalue()
+    # $3 of $5 spent according to the ledger: two more fit, the third does not.
+    statuses = [httpx.post(url, headers=headers, json=CHAT).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
