@@ -100,21 +100,27 @@ async def test_60_rpm_admits_exactly_60_of_240_concurrent_requests_from_two_proc
     aredis: aioredis.Redis, redis_url: str, spawn: multiprocessing.context.SpawnContext
 ) -> None:
     processes_n, per_process = 2, 120
-    barrier = spawn.Barrier(processes_n)
-    results: multiprocessing.Queue[int] = spawn.Queue()
-    procs = [
-        spawn.Process(
-            target=_admit_worker, args=(redis_url, START_S, per_process, w, barrier, results)
-        )
-        for w in range(processes_n)
-    ]
-    for p in procs:
-        p.start()
-    admitted = [await asyncio.to_thread(results.get, True, 30) for _ in procs]
-    for p in procs:
-        await asyncio.to_thread(p.join, 10)
+    # On a loaded machine one process may finish its 120 before the other starts; the total
+    # must be exactly 60 every time, and at least one attempt must see both processes compete.
+    for _attempt in range(3):
+        await aredis.flushdb()
+        barrier = spawn.Barrier(processes_n)
+        results: multiprocessing.Queue[int] = spawn.Queue()
+        procs = [
+            spawn.Process(
+                target=_admit_worker, args=(redis_url, START_S, per_process, w, barrier, results)
+            )
+            for w in range(processes_n)
+        ]
+        for p in procs:
+            p.start()
+        admitted = [await asyncio.to_thread(results.get, True, 30) for _ in procs]
+        for p in procs:
+            await asyncio.to_thread(p.join, 10)
+        assert sum(admitted) == 60
+        if all(n > 0 for n in admitted):
+            break
     assert all(n > 0 for n in admitted), "both processes must have competed"
-    assert sum(admitted) == 60
     # The tenant was charged only for what got through.
     limiter = RateLimiter(aredis, fail_open=False, clock=lambda: START_S)
     probe = await limiter.admit(
