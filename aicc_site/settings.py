@@ -142,6 +142,11 @@ AICC_BREAKER_MAX_RESET_TIMEOUT_S = env_float(
     "AICC_BREAKER_MAX_RESET_TIMEOUT_S", 300.0, minimum=0.001
 )
 AICC_MAX_BODY_BYTES = env_int("AICC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Response cache (gateway.cache): exact-match answers per tenant, in Redis.
+AICC_CACHE_ENABLED = env_bool("AICC_CACHE_ENABLED", True)
+AICC_CACHE_TTL_S = env_int("AICC_CACHE_TTL_S", 3600, minimum=1)
+AICC_CACHE_MAX_ENTRY_BYTES = env_int("AICC_CACHE_MAX_ENTRY_BYTES", 256 * 1024, minimum=1024)
+AICC_CACHE_TIMEOUT_S = env_float("AICC_CACHE_TIMEOUT_S", 0.1, minimum=0.001)
 AICC_AUTH_FAILURES_PER_MINUTE = env_int("AICC_AUTH_FAILURES_PER_MINUTE", 20, minimum=1)
 
 # --- Operator credentials -------------------------------------------------------------------

@@ -130,6 +130,7 @@ class GatewayApp:
             key_id=caller.record.key_public_id if caller else None,
             model=ctx.requested_model,
             is_streamed=ctx.is_streamed,
+            cache=ctx.cache.status.value if ctx.cache is not None else None,
             latency_ms=round(ctx.elapsed_ms(), 2),
             upstream_latency_ms=_round(ctx.upstream_latency_ms),
             ttfb_ms=_round(ctx.ttfb_ms),

@@ -14,6 +14,7 @@ from gateway import tokens
 
 if TYPE_CHECKING:
     from gateway.auth import Caller
+    from gateway.cache import CacheLookup
     from gateway.metering import Ticket
     from gateway.runtime import Runtime
 
@@ -53,6 +54,7 @@ class RequestContext:
     route_reason: str = ""
     is_streamed: bool = False
     is_cache_hit: bool = False
+    cache: CacheLookup | None = None
     status: int = 0
     usage: Usage | None = None
     # Raw SSE events relayed, kept only to count tokens if the upstream never sends usage.

@@ -88,7 +88,14 @@ class Meter:
         )
         self.reservations = BudgetReservations(redis, timeout_s=settings.REDIS_TIMEOUT_S)
 
-    async def admit(self, ctx: RequestContext, payload: dict[str, Any], body: bytes) -> None:
+    async def admit(
+        self,
+        ctx: RequestContext,
+        payload: dict[str, Any],
+        body: bytes,
+        *,
+        is_cache_hit: bool = False,
+    ) -> None:
         caller = ctx.caller
         assert caller is not None
         ticket = Ticket(
@@ -102,7 +109,8 @@ class Meter:
         # Rate limits and budget are checked at the same time (one round trip of latency, not
         # two); whichever admitted is undone when the other refuses.
         checks = [self._admit_rate(ctx, ticket, body, max_output_tokens)]
-        if ticket.budgets:
+        # A cache hit costs nothing, so it reserves no budget (and is served over budget too).
+        if ticket.budgets and not is_cache_hit:
             checks.append(self._reserve_budget(ctx, ticket, body, max_output_tokens))
         outcomes = await asyncio.gather(*checks, return_exceptions=True)
         refusals = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
@@ -213,16 +221,18 @@ class Meter:
         # Priced as served: a fallback may have answered with another model than was reserved.
         served_model = ctx.served_model or ctx.requested_model or ""
         price = self.prices.book.price_for(served_model, ticket.started_at) or ticket.price
-        cost = (
-            pricing.cost_usd(
+        if ctx.is_cache_hit:
+            # Answered from the response cache: nothing was bought, not even a per-request fee.
+            cost: Decimal | None = Decimal(0)
+        elif price is not None:
+            cost = pricing.cost_usd(
                 price,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,
             )
-            if price is not None
-            else None
-        )
+        else:
+            cost = None
         ctx.cost_usd = cost
         # Independent writes, so side by side; the usage event must go out even if a counter
         # update fails.

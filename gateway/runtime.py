@@ -12,6 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from gateway import metrics, upstream
 from gateway.auth import CredentialCache
 from gateway.auth_guard import FailedKeyGuard
+from gateway.cache import ResponseCache
 from gateway.langfuse import LangfuseExporter
 from gateway.last_used import LastUsedRecorder
 from gateway.metering import Meter
@@ -35,6 +36,7 @@ class Runtime:
         self._redis: Redis | None = None
         self._meter: Meter | None = None
         self._resilience: Resilience | None = None
+        self._response_cache: ResponseCache | None = None
         # Built now, not lazily: a bad upstream, fallback or policy configuration must stop
         # start-up (uvicorn treats a failing lifespan start-up as "no lifespan" and serves).
         self.targets = Targets.from_settings()
@@ -64,6 +66,18 @@ class Runtime:
         if self._meter is None:
             self._meter = Meter(self.redis, self.prices)
         return self._meter
+
+    @property
+    def response_cache(self) -> ResponseCache:
+        if self._response_cache is None:
+            self._response_cache = ResponseCache(
+                self.redis,
+                ttl_s=settings.AICC_CACHE_TTL_S,
+                max_entry_bytes=settings.AICC_CACHE_MAX_ENTRY_BYTES,
+                timeout_s=settings.AICC_CACHE_TIMEOUT_S,
+                is_enabled=settings.AICC_CACHE_ENABLED,
+            )
+        return self._response_cache
 
     @property
     def resilience(self) -> Resilience:

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from gateway import upstream
 from gateway.auth import authenticate, deprecation_headers
+from gateway.cache import CACHE_HEADER
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.http import Request, Response, StreamResponse
@@ -83,7 +84,17 @@ async def _generation(
     await ctx.runtime.router.route(ctx, payload, request.headers)
     if ctx.requested_model == AUTO_MODEL:
         _check_model_allowed(ctx, payload["model"])
-    await ctx.runtime.meter.admit(ctx, payload, body)
+    ctx.cache = await ctx.runtime.response_cache.lookup(
+        tenant_id=ctx.caller.tenant_id,  # type: ignore[union-attr]
+        endpoint=path,
+        payload=payload,
+        is_tenant_enabled=ctx.caller.record.is_response_cache_enabled,  # type: ignore[union-attr]
+        header_value=request.headers.get(CACHE_HEADER),
+    )
+    await ctx.runtime.meter.admit(ctx, payload, body, is_cache_hit=ctx.cache.hit is not None)
+    ctx.response_headers.append(ctx.cache.header())
+    if ctx.cache.hit is not None:
+        return ctx.runtime.response_cache.respond(ctx, ctx.cache.hit)
     if can_stream and payload.get("stream"):
         return await forward_stream(ctx, path, payload)
     return await forward(ctx, path, payload)

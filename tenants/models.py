@@ -35,6 +35,11 @@ class Tenant(models.Model):
     rpm_limit = _limit_field("Requests per minute for the whole tenant; empty = unlimited.")
     tpm_limit = _limit_field("Tokens per minute for the whole tenant; empty = unlimited.")
     max_concurrency = _limit_field("Requests in flight for the whole tenant; empty = unlimited.")
+    is_response_cache_enabled = models.BooleanField(
+        default=True,
+        help_text="Serve repeated deterministic requests (temperature 0, embeddings) from the "
+        "response cache.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

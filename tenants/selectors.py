@@ -76,6 +76,7 @@ class CredentialRecord:
     key_limits: Limits
     tenant_limits: Limits
     secrets: tuple[SecretRecord, ...]
+    is_response_cache_enabled: bool = True
 
     @property
     def is_revoked(self) -> bool:
@@ -145,6 +146,7 @@ _RECORD_FIELDS = (
     "tenant__rpm_limit",
     "tenant__tpm_limit",
     "tenant__max_concurrency",
+    "tenant__is_response_cache_enabled",
     "live_secret__id",
     "live_secret__digest",
     "live_secret__status",
@@ -203,6 +205,7 @@ def credential_record(
             for r in rows
             if r["live_secret__digest"] is not None
         ),
+        is_response_cache_enabled=row["tenant__is_response_cache_enabled"],
     )
 
 

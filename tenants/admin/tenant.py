@@ -14,7 +14,10 @@ from tenants.admin.forms import ModelNamesField
 from tenants.admin.scoping import TenantScopedAdmin, admin_actor
 from tenants.models import Tenant
 
-_EDITABLE = ("name", "allowed_models", "rpm_limit", "tpm_limit", "max_concurrency")
+_EDITABLE = (
+    "name", "allowed_models", "rpm_limit", "tpm_limit", "max_concurrency",
+    "is_response_cache_enabled",
+)  # fmt: skip
 
 
 class TenantForm(forms.ModelForm):

@@ -26,7 +26,7 @@ class TenantSerializer(serializers.ModelSerializer):
         model = Tenant
         fields = (
             "id", "slug", "name", "status", "allowed_models", "rpm_limit", "tpm_limit",
-            "max_concurrency", "created_at",
+            "max_concurrency", "is_response_cache_enabled", "created_at",
         )  # fmt: skip
         read_only_fields = ("id", "status", "created_at")
         extra_kwargs = {"name": {"required": False, "allow_blank": True}}  # noqa: RUF012

@@ -22,6 +22,7 @@ def tenant_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     max_concurrency: int | None = None,
+    is_response_cache_enabled: bool = True,
     actor: Actor | None = None,
     now: datetime | None = None,
 ) -> Tenant:
@@ -36,6 +37,7 @@ def tenant_create(
             "rpm_limit": rpm_limit,
             "tpm_limit": tpm_limit,
             "max_concurrency": max_concurrency,
+            "is_response_cache_enabled": is_response_cache_enabled,
         },
     )
     tenant.full_clean()
@@ -61,6 +63,7 @@ def tenant_update(
     rpm_limit: int | None = UNSET,
     tpm_limit: int | None = UNSET,
     max_concurrency: int | None = UNSET,
+    is_response_cache_enabled: bool = UNSET,
     actor: Actor | None = None,
     now: datetime | None = None,
 ) -> Tenant:
@@ -73,6 +76,7 @@ def tenant_update(
             "rpm_limit": rpm_limit,
             "tpm_limit": tpm_limit,
             "max_concurrency": max_concurrency,
+            "is_response_cache_enabled": is_response_cache_enabled,
         },
     )
     if not changed:
