@@ -19,11 +19,26 @@ timeout; a failed probe reopens with the timeout doubled, capped at `max_reset_t
 Results of callers that were rejected, or of stale probes, change nothing. Every transition is
 one Lua script, so concurrent processes cannot interleave inside it.
 
-Cost. Closed or half-open: one Redis round trip per `allow()` and per `record_*()`. Open: the
-deadline is cached in the process, and until it passes `allow()` makes no Redis call. That is
-safe because only a probe can close the breaker, a probe only starts after the deadline, and
-the deadline is absolute. Deadlines come from the injected `clock`, passed to the scripts in
-ms (never Redis TIME), so processes need synchronised clocks (NTP) and tests can move time.
+Cost. Closed with no failures (the common case): no Redis round trip. An `allow()` that reaches
+Redis also learns the shared failure count; if it is zero, the process keeps "closed, no
+failures" for `closed_cache_s` (default 0.25 s, injected clock) and answers `allow()` from it.
+`record_success()` skips Redis when there is no streak to end: not a probe, the decision saw
+zero failures, and that view is still fresh. A busy process thus sends about one command per
+`closed_cache_s` instead of two per request. The price, bounded by `closed_cache_s`:
+- another process opening the breaker is seen here up to `closed_cache_s` (plus a round trip)
+  late, and requests are sent meanwhile. `closed_cache_s <= reset_timeout_s` is enforced, so
+  they stop before the deadline and never run beside the probe;
+- an unreported success was recorded within `closed_cache_s` of a Redis reply showing zero
+  failures, so it can only miss ending a streak that began at most `closed_cache_s` before it.
+The view is dropped at once by a local failure, by any reply showing failures or an open
+breaker, and when Redis goes away or comes back; an epoch counter keeps a reply that left
+before the drop from restoring it. `closed_cache_s=0` sends every call to Redis, as before.
+Failures, probes, releases, and everything in open and half-open, take one round trip as
+before, so failure counting, the single probe and the growing timeout stay exact. Open: the
+deadline is cached in the process and `allow()` makes no Redis call before it; safe because
+only a probe closes the breaker, a probe only starts after the deadline, and the deadline is
+absolute. Deadlines come from the injected `clock`, passed to the scripts in ms (never Redis
+TIME), so processes need synchronised clocks (NTP) and tests can move time.
 
 Redis unavailable (connection error or no answer within `redis_timeout_s`): the breaker logs
 `breaker_redis_unavailable` once and runs the same state machine on process-local state, so
@@ -32,14 +47,10 @@ this process). One caller retries Redis every `redis_retry_after_s`; on success 
 `breaker_redis_recovered` and drops the local state. Failing open rather than closed: losing
 Redis must not turn every request into an error.
 
-Why not a library: pybreaker 1.4 does not see failures of awaited calls (its async path needs
-tornado) and keeps its state per process. aiobreaker is pybreaker ported to asyncio, but its
-Redis storage uses the blocking client and separate non-atomic reads and writes. purgatory
-stores circuits in Redis with plain GET/SET (no atomic transition), lets every caller through in
-half-open, has a fixed TTL and reads time.time directly. circuitbreaker is per process.
-asyncbreaker and aiobreaker-redis are new single-author releases with the pybreaker model
-(no single cross-process probe, no growing timeout). None gives an atomic single probe with a
-lease plus a growing timeout, so this module is the ~300 lines that do.
+Why not a library: pybreaker, aiobreaker, circuitbreaker, asyncbreaker and aiobreaker-redis keep
+state per process or write it with non-atomic reads and writes; purgatory uses plain GET/SET
+and lets every caller through in half-open. None gives an atomic single cross-process probe
+with a lease plus a growing timeout.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import structlog
 from redis.asyncio import Redis
@@ -72,12 +83,12 @@ _REDIS_DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutE
 
 # One hash per upstream: state ("open" or absent = closed), failures, open_until_ms, timeout_ms,
 # probe_token, probe_until_ms. A closed breaker with no failures has no key at all.
-# Script replies are {outcome, deadline_ms, number}.
+# Script replies are {outcome, deadline_ms, number}; a closed `allow` returns the failure count.
 _ALLOW_LUA = """
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', KEYS[1], 'state', 'open_until_ms', 'timeout_ms',
-                     'probe_token', 'probe_until_ms')
-if h[1] ~= 'open' then return {'closed', 0, 0} end
+                     'probe_token', 'probe_until_ms', 'failures')
+if h[1] ~= 'open' then return {'closed', 0, tonumber(h[6] or '0')} end
 local open_until = tonumber(h[2])
 if now < open_until then return {'open', open_until, 0} end
 local probe_until = tonumber(h[5] or '0')
@@ -131,6 +142,8 @@ class Decision:
     is_probe: bool = False
     retry_after_s: float = 0.0
     probe_token: str = ""
+    # Shared consecutive failures when this was allowed (0 when answered from the closed view).
+    failures_seen: int = 0
 
 
 _ALLOWED = Decision(is_allowed=True)
@@ -150,7 +163,7 @@ class _LocalState:
 
     def allow(self, now_ms: int, token: str, lease_ms: int) -> _Reply:
         if not self.is_open:
-            return ("closed", 0, 0)
+            return ("closed", 0, self.failures)
         if now_ms < self.open_until_ms:
             return ("open", self.open_until_ms, 0)
         if self.probe_token and now_ms < self.probe_until_ms:
@@ -216,6 +229,7 @@ class CircuitBreaker:
         probe_lease_s: float = 130.0,
         redis_timeout_s: float = 0.5,
         redis_retry_after_s: float = 5.0,
+        closed_cache_s: float = 0.25,
         clock: Callable[[], float] = time.time,
         on_transition: TransitionHook | None = None,
     ) -> None:
@@ -225,6 +239,10 @@ class CircuitBreaker:
             raise ValueError("need 0 < reset_timeout_s <= max_reset_timeout_s")
         if probe_lease_s <= 0 or redis_timeout_s <= 0 or redis_retry_after_s <= 0:
             raise ValueError("probe_lease_s, redis_timeout_s and redis_retry_after_s must be > 0")
+        if not 0 <= closed_cache_s <= reset_timeout_s:
+            # Longer, and a view taken just before another process opened could outlive the
+            # deadline: requests would then reach the upstream beside the single probe.
+            raise ValueError("need 0 <= closed_cache_s <= reset_timeout_s")
         self.name = name
         self.failure_threshold = failure_threshold
         self.clock = clock
@@ -247,6 +265,11 @@ class CircuitBreaker:
         }
         self._redis = redis
         self._open_until_ms = 0  # cached shared deadline; before it, reject without Redis
+        self._closed_cache_ms = round(closed_cache_s * 1000)
+        # When a reply last showed "closed, no failures"; within the window, allow without Redis.
+        self._closed_seen_at_ms: int | None = None
+        # Bumped whenever that view is dropped; a reply sent before the drop must not restore it.
+        self._closed_epoch = 0
         self._local = _LocalState()
         self._is_redis_down = False
         self._redis_retry_at_s = 0.0
@@ -256,14 +279,21 @@ class CircuitBreaker:
         now_ms = self._now_ms()
         if now_ms < self._open_until_ms:
             return self._reject(self._open_until_ms - now_ms)
+        if self._is_closed_view_fresh(now_ms):
+            return _ALLOWED
+        epoch = self._closed_epoch
         token = secrets.token_hex(8)
-        outcome, deadline_ms, timeout_ms = await self._run(
+        outcome, deadline_ms, number = await self._run(
             "allow",
             (now_ms, token, self._probe_lease_ms),
             lambda local: local.allow(now_ms, token, self._probe_lease_ms),
         )
-        if outcome == "closed":
+        if outcome == "closed" and number == 0:
+            self._remember_closed(now_ms, epoch)
             return _ALLOWED
+        self._forget_closed()
+        if outcome == "closed":
+            return Decision(is_allowed=True, failures_seen=number)
         if outcome == "open":
             self._open_until_ms = deadline_ms
             return self._reject(deadline_ms - now_ms)
@@ -273,12 +303,13 @@ class CircuitBreaker:
         if outcome == "probe_after_lapsed_lease":
             log.warning("breaker_probe_lease_lapsed", upstream=self.name)
         else:
-            self._transition("open", "half_open", timeout_s=timeout_ms / 1000)
+            self._transition("open", "half_open", timeout_s=number / 1000)
         return Decision(is_allowed=True, is_probe=True, probe_token=token)
 
     async def record_failure(self, decision: Decision) -> None:
         if not decision.is_allowed:
             return  # our own fast-fail says nothing about the upstream
+        self._forget_closed()  # before the round trip: concurrent allows must see it at once
         now_ms = self._now_ms()
         outcome, deadline_ms, timeout_ms = await self._run(
             "failure",
@@ -305,9 +336,19 @@ class CircuitBreaker:
     async def record_success(self, decision: Decision) -> None:
         if not decision.is_allowed:
             return
+        now_ms = self._now_ms()
+        if (
+            not decision.is_probe
+            and decision.failures_seen == 0
+            and self._is_closed_view_fresh(now_ms)
+        ):
+            return  # no streak to end, as far as this process saw under closed_cache_s ago
+        epoch = self._closed_epoch
         outcome, _, _ = await self._run(
             "success", (decision.probe_token,), lambda local: local.success(decision.probe_token)
         )
+        if outcome in ("reset", "closed"):
+            self._remember_closed(now_ms, epoch)  # the script just left no failures behind
         if outcome == "closed":
             self._open_until_ms = 0
             self._transition("half_open", "closed", timeout_s=self._reset_timeout_ms / 1000)
@@ -326,7 +367,8 @@ class CircuitBreaker:
         if is_shared:
             try:
                 async with asyncio.timeout(self._redis_timeout_s):
-                    state = _LocalState.from_hash(await self._redis.hgetall(self._key))
+                    fields = await self._redis.hgetall(self._key)  # bytes: no decoding
+                    state = _LocalState.from_hash(cast(dict[bytes, bytes], fields))
             except _REDIS_DOWN_ERRORS:
                 is_shared = False
         now_ms = self._now_ms()
@@ -346,6 +388,19 @@ class CircuitBreaker:
     # --- internals ------------------------------------------------------------------------------
     def _now_ms(self) -> int:
         return round(self.clock() * 1000)
+
+    def _is_closed_view_fresh(self, now_ms: int) -> bool:
+        seen_at_ms = self._closed_seen_at_ms
+        # The lower bound keeps a wall clock stepped backwards from stretching the window.
+        return seen_at_ms is not None and seen_at_ms <= now_ms < seen_at_ms + self._closed_cache_ms
+
+    def _remember_closed(self, now_ms: int, epoch: int) -> None:
+        if epoch == self._closed_epoch:
+            self._closed_seen_at_ms = now_ms
+
+    def _forget_closed(self) -> None:
+        self._closed_seen_at_ms = None
+        self._closed_epoch += 1
 
     def _reject(self, retry_after_ms: int) -> Decision:
         return Decision(is_allowed=False, retry_after_s=max(retry_after_ms, 1) / 1000)
@@ -378,6 +433,7 @@ class CircuitBreaker:
             # A timed-out script may still have run (e.g. taken the probe); the lease covers it.
             if not self._is_redis_down:
                 self._is_redis_down = True
+                self._forget_closed()
                 self._redis_retry_at_s = self.clock() + self._redis_retry_after_s
                 log.error(
                     "breaker_redis_unavailable",
@@ -389,6 +445,7 @@ class CircuitBreaker:
         if self._is_redis_down:
             self._is_redis_down = False
             self._local = _LocalState()
+            self._forget_closed()
             log.warning("breaker_redis_recovered", upstream=self.name)
         outcome, deadline_ms, number = reply
         return (outcome.decode(), int(deadline_ms), int(number))

