@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,10 +18,10 @@ from rest_framework.test import APIClient
 from billing import services
 from billing.api import BudgetViewSet
 from billing.models import Budget, UsageRecord
-from tenants import events
 from tenants.models import APIKey, Membership, Tenant
 from tenants.services import api_key_create, membership_add
 from tests.billing.conftest import T0
+from tests.tenants.credentials_feed import CredentialsFeed, credentials_feed_fixture  # noqa: F401
 
 URL = "/api/v1/budgets/"
 MASTER = "master-" + "m" * 40
@@ -88,25 +87,6 @@ def _spend(key: APIKey, cost: str, at: datetime) -> None:
         started_at=at,
         finished_at=at,
     )
-
-
-@pytest.fixture
-def published(redis_client: redis.Redis) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """The credentials-changed messages received on real Redis since the test subscribed."""
-    pubsub = redis_client.pubsub()
-    pubsub.subscribe(events.CHANNEL)
-    pubsub.get_message(timeout=1)  # the subscribe confirmation
-
-    def received() -> list[dict[str, Any]]:
-        messages = []
-        while (
-            message := pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-        ) is not None:
-            messages.append(json.loads(message["data"]))
-        return messages
-
-    yield received
-    pubsub.close()
 
 
 def test_admin_creates_a_key_budget_and_sees_the_current_periods_spend(
@@ -283,21 +263,18 @@ def test_every_budget_change_through_the_api_publishes_credentials_changed(
     admin_a: APIClient,
     tenant_a: Tenant,
     key_a: APIKey,
-    published: Callable[[], list[dict[str, Any]]],
+    credentials_feed: CredentialsFeed,
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    version_before = events.current_version()
-
     with django_capture_on_commit_callbacks(execute=True):
         created = admin_a.post(URL, {"api_key": key_a.public_id, "limit_usd": "1"}, format="json")
-    assert published() == [{"tenant_id": tenant_a.pk}]
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk})
     with django_capture_on_commit_callbacks(execute=True):
         admin_a.patch(f"{URL}{created.json()['id']}/", {"limit_usd": "2"}, format="json")
-    assert published() == [{"tenant_id": tenant_a.pk}]
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk})
     with django_capture_on_commit_callbacks(execute=True):
         admin_a.delete(f"{URL}{created.json()['id']}/")
-    assert published() == [{"tenant_id": tenant_a.pk}]
-    assert events.current_version() == version_before + 3
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk})
 
 
 def test_deleting_a_missing_budget_publishes_nothing(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,12 +11,11 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from tenants import events
 from tenants.models import APIKey, AuditEntry, Tenant
 from tenants.services import IssuedKey
+from tests.tenants.credentials_feed import CredentialsFeed, credentials_feed_fixture  # noqa: F401
 
 MASTER = "master-" + "l" * 40
-Received = Callable[[], list[dict[str, Any]]]
 
 
 def _logged_in(user: AbstractBaseUser) -> APIClient:
@@ -26,29 +24,10 @@ def _logged_in(user: AbstractBaseUser) -> APIClient:
     return client
 
 
-@pytest.fixture
-def published(redis_client: redis.Redis) -> Iterator[Received]:
-    """Credentials-changed messages on real Redis (redis_client also empties rate limits)."""
-    pubsub = redis_client.pubsub()
-    pubsub.subscribe(events.CHANNEL)
-    pubsub.get_message(timeout=1)
-
-    def received() -> list[dict[str, Any]]:
-        messages = []
-        while (
-            message := pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-        ) is not None:
-            messages.append(json.loads(message["data"]))
-        return messages
-
-    yield received
-    pubsub.close()
-
-
 def test_tenant_admin_sets_and_clears_a_keys_limits_and_gateways_are_told(
     admin_a: AbstractBaseUser,
     key_a: IssuedKey,
-    published: Received,
+    credentials_feed: CredentialsFeed,
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     url = f"/api/v1/keys/{key_a.api_key.public_id}/"
@@ -65,7 +44,7 @@ def test_tenant_admin_sets_and_clears_a_keys_limits_and_gateways_are_told(
 
     key = APIKey.objects.get(pk=key_a.api_key.pk)
     assert (key.rpm_limit, key.tpm_limit, key.max_concurrency) == (30, None, 2)
-    assert published() == [{"key_id": key.public_id}, {"key_id": key.public_id}]
+    credentials_feed.assert_published({"key_id": key.public_id}, {"key_id": key.public_id})
     assert AuditEntry.objects.filter(action="api_key.update", target_id=key.public_id).count() == 2
 
 
@@ -104,7 +83,7 @@ def test_viewer_cannot_change_key_limits(
 def test_superuser_sets_tenant_limits_and_gateways_drop_the_whole_tenant(
     superuser: AbstractBaseUser,
     tenant_a: Tenant,
-    published: Received,
+    credentials_feed: CredentialsFeed,
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     url = f"/api/v1/tenants/{tenant_a.pk}/"
@@ -120,7 +99,7 @@ def test_superuser_sets_tenant_limits_and_gateways_drop_the_whole_tenant(
 
     tenant = Tenant.objects.get(pk=tenant_a.pk)
     assert (tenant.rpm_limit, tenant.tpm_limit, tenant.max_concurrency) == (None, 100000, 16)
-    assert published() == [{"tenant_id": tenant_a.pk}, {"tenant_id": tenant_a.pk}]
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk}, {"tenant_id": tenant_a.pk})
 
 
 @override_settings(AICC_MASTER_KEYS=[MASTER])

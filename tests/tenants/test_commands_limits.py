@@ -5,48 +5,26 @@ Every change must reach the gateways: each one publishes credentials_changed on 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from io import StringIO
 from typing import Any
 
 import pytest
-import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing.models import Budget
-from tenants import events, keys
+from tenants import keys
 from tenants.models import APIKey, AuditEntry, Tenant
 from tenants.services import IssuedKey
-
-Received = Callable[[], list[dict[str, Any]]]
+from tests.tenants.credentials_feed import CredentialsFeed, credentials_feed_fixture  # noqa: F401
 
 
 def _run(*args: str) -> list[str]:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue().strip().splitlines()
-
-
-@pytest.fixture
-def published(redis_client: redis.Redis) -> Iterator[Received]:
-    """The credentials-changed messages received on real Redis since the test subscribed."""
-    pubsub = redis_client.pubsub()
-    pubsub.subscribe(events.CHANNEL)
-    pubsub.get_message(timeout=1)  # the subscribe confirmation
-
-    def received() -> list[dict[str, Any]]:
-        messages = []
-        while (
-            message := pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-        ) is not None:
-            messages.append(json.loads(message["data"]))
-        return messages
-
-    yield received
-    pubsub.close()
 
 
 @pytest.fixture
@@ -61,7 +39,7 @@ def committed(django_capture_on_commit_callbacks: Callable[..., Any]) -> Callabl
 
 
 def test_create_api_key_with_a_budget_keeps_the_raw_key_last(
-    tenant_a: Tenant, committed: Callable[..., list[str]], published: Received
+    tenant_a: Tenant, committed: Callable[..., list[str]], credentials_feed: CredentialsFeed
 ) -> None:
     lines = committed(
         "create_api_key", "tenant-a", "--name", "ci", "--rpm", "60", "--tpm", "5000",
@@ -79,7 +57,7 @@ def test_create_api_key_with_a_budget_keeps_the_raw_key_last(
         "weekly",
     )
     assert any(line.startswith(f"budget {budget.pk}: 25.50 USD weekly") for line in lines)
-    assert published() == [{"tenant_id": tenant_a.pk}]
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk})
 
 
 def test_create_api_key_budget_period_defaults_to_monthly(tenant_a: Tenant) -> None:
@@ -112,18 +90,18 @@ def test_create_api_key_refuses_bad_budgets_and_limits_without_creating_a_key(
 
 
 def test_set_limits_on_a_key_changes_only_the_given_limits_and_none_removes_one(
-    key_a: IssuedKey, committed: Callable[..., list[str]], published: Received
+    key_a: IssuedKey, committed: Callable[..., list[str]], credentials_feed: CredentialsFeed
 ) -> None:
     key_id = key_a.api_key.public_id
     committed("set_limits", key_id, "--rpm", "60", "--tpm", "9000", "--max-concurrency", "3")
-    assert published() == [{"key_id": key_id}]
+    credentials_feed.assert_published({"key_id": key_id})
 
     lines = committed("set_limits", f"aicc_{key_id}", "--tpm", "none")
 
     key = APIKey.objects.get(public_id=key_id)
     assert (key.rpm_limit, key.tpm_limit, key.max_concurrency) == (60, None, 3)
     assert lines == [f"limits of key {key_id}: rpm_limit=60, tpm_limit=none, max_concurrency=3"]
-    assert published() == [{"key_id": key_id}]
+    credentials_feed.assert_published({"key_id": key_id})
     changes = AuditEntry.objects.filter(action="api_key.update").order_by("id")
     assert [entry.details["changed"] for entry in changes] == [
         {"rpm_limit": 60, "tpm_limit": 9000, "max_concurrency": 3},
@@ -133,7 +111,10 @@ def test_set_limits_on_a_key_changes_only_the_given_limits_and_none_removes_one(
 
 
 def test_set_limits_on_a_tenant_slug_changes_the_tenant_and_publishes_its_id(
-    tenant_a: Tenant, key_a: IssuedKey, committed: Callable[..., list[str]], published: Received
+    tenant_a: Tenant,
+    key_a: IssuedKey,
+    committed: Callable[..., list[str]],
+    credentials_feed: CredentialsFeed,
 ) -> None:
     committed("set_limits", "tenant-a", "--rpm", "600", "--max-concurrency", "20")
     committed("set_limits", "tenant-a", "--max-concurrency", "none")
@@ -141,15 +122,15 @@ def test_set_limits_on_a_tenant_slug_changes_the_tenant_and_publishes_its_id(
     tenant = Tenant.objects.get(pk=tenant_a.pk)
     assert (tenant.rpm_limit, tenant.tpm_limit, tenant.max_concurrency) == (600, None, None)
     assert APIKey.objects.get(pk=key_a.api_key.pk).rpm_limit is None  # the key is untouched
-    assert published() == [{"tenant_id": tenant_a.pk}, {"tenant_id": tenant_a.pk}]
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk}, {"tenant_id": tenant_a.pk})
 
 
 def test_set_limits_to_the_current_values_changes_and_publishes_nothing(
-    key_a: IssuedKey, committed: Callable[..., list[str]], published: Received
+    key_a: IssuedKey, committed: Callable[..., list[str]], credentials_feed: CredentialsFeed
 ) -> None:
     committed("set_limits", key_a.api_key.public_id, "--rpm", "none")
 
-    assert published() == []
+    credentials_feed.assert_published()
     assert not AuditEntry.objects.filter(action="api_key.update").exists()
 
 
@@ -171,28 +152,28 @@ def test_set_limits_refuses_bad_input(
 
 
 def test_set_budget_accepts_an_aicc_prefixed_key_id_and_publishes(
-    key_a: IssuedKey, committed: Callable[..., list[str]], published: Received
+    key_a: IssuedKey, committed: Callable[..., list[str]], credentials_feed: CredentialsFeed
 ) -> None:
     api_key = key_a.api_key
     committed("set_budget", f"aicc_{api_key.public_id}", "--limit-usd", "7.25", "--period", "daily")
 
     budget = Budget.objects.get(api_key=api_key)
     assert (budget.limit_usd, budget.period) == (Decimal("7.25"), "daily")
-    assert published() == [{"tenant_id": api_key.tenant_id}]
+    credentials_feed.assert_published({"tenant_id": api_key.tenant_id})
 
 
 def test_set_budget_remove_deletes_the_budget_and_publishes(
-    tenant_a: Tenant, committed: Callable[..., list[str]], published: Received
+    tenant_a: Tenant, committed: Callable[..., list[str]], credentials_feed: CredentialsFeed
 ) -> None:
     committed("set_budget", "tenant-a", "--limit-usd", "100")
     budget = Budget.objects.get(tenant=tenant_a, api_key=None)
-    published()
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk})
 
     lines = committed("set_budget", "tenant-a", "--remove")
 
     assert lines == [f"removed budget {budget.pk} of tenant tenant-a"]
     assert not Budget.objects.exists()
-    assert published() == [{"tenant_id": tenant_a.pk}]
+    credentials_feed.assert_published({"tenant_id": tenant_a.pk})
     with pytest.raises(CommandError, match="has no budget"):
         _run("set_budget", "tenant-a", "--remove")
 
