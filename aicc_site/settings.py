@@ -138,6 +138,9 @@ AICC_UPSTREAM_RETRIES = env_int("AICC_UPSTREAM_RETRIES", 2, minimum=0)
 AICC_UPSTREAM_RETRY_BACKOFF_S = env_float("AICC_UPSTREAM_RETRY_BACKOFF_S", 0.05, minimum=0)
 AICC_BREAKER_FAILURE_THRESHOLD = env_int("AICC_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
 AICC_BREAKER_RESET_TIMEOUT_S = env_float("AICC_BREAKER_RESET_TIMEOUT_S", 30.0, minimum=0.001)
+# How long a process trusts "closed, no failures" without asking Redis: another process's
+# opening is seen within this long; in exchange a healthy breaker costs no round trip.
+AICC_BREAKER_CLOSED_CACHE_S = env_float("AICC_BREAKER_CLOSED_CACHE_S", 0.25, minimum=0)
 AICC_BREAKER_MAX_RESET_TIMEOUT_S = env_float(
     "AICC_BREAKER_MAX_RESET_TIMEOUT_S", 300.0, minimum=0.001
 )

@@ -18,6 +18,7 @@ from gateway.context import RequestContext
 from gateway.correlation import correlation_id_from
 from gateway.errors import GatewayError, render
 from gateway.http import ClientDisconnected, Receive, Request, Response, Scope, Send, StreamResponse
+from gateway.routing import ROUTE_REASON_HEADER, ROUTED_MODEL_HEADER
 from gateway.runtime import Runtime
 
 log = structlog.get_logger("gateway.request")
@@ -86,6 +87,10 @@ class GatewayApp:
         ctx.status = ctx.status or response.status
         response.headers.append(("x-correlation-id", ctx.correlation_id))
         response.headers.extend(ctx.response_headers)
+        if ctx.served_model:
+            response.headers.append((ROUTED_MODEL_HEADER, ctx.served_model))
+        if ctx.route_reason:
+            response.headers.append((ROUTE_REASON_HEADER, ctx.route_reason))
         try:
             await response.send(send, request)
         except ClientDisconnected:

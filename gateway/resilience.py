@@ -60,6 +60,9 @@ class Resilience:
                     settings.AICC_BREAKER_MAX_RESET_TIMEOUT_S, settings.AICC_BREAKER_RESET_TIMEOUT_S
                 ),
                 probe_lease_s=probe_lease_s,
+                closed_cache_s=min(
+                    settings.AICC_BREAKER_CLOSED_CACHE_S, settings.AICC_BREAKER_RESET_TIMEOUT_S
+                ),
                 redis_timeout_s=settings.REDIS_TIMEOUT_S,
                 on_transition=lambda name, _old, new: metrics.observe_breaker(name, new),
             )

@@ -146,8 +146,9 @@ class Router:
         self._apply(ctx, payload, decision)
 
     def _apply(self, ctx: RequestContext, payload: dict[str, Any], decision: Decision) -> None:
+        # The routed-model and reason headers are written from ctx when the response goes out
+        # (gateway.app), since a fallback may still change both.
         ctx.route_reason = decision.reason
-        ctx.response_headers.append((ROUTE_REASON_HEADER, decision.reason))
         if decision.flags:
             ctx.response_headers.append((ROUTE_FLAGS_HEADER, ",".join(decision.flags)))
         if decision.is_blocked:
@@ -155,7 +156,6 @@ class Router:
         assert decision.model is not None
         ctx.served_model = decision.model
         payload["model"] = decision.model
-        ctx.response_headers.append((ROUTED_MODEL_HEADER, decision.model))
 
     # --- tenant overrides -----------------------------------------------------------------
 

@@ -16,7 +16,8 @@ Deterministic answers:
   completion token) to completion and embedding responses.
 
 Faults, on POST /v1/chat/completions, /v1/completions and /v1/embeddings only:
-- By model name (concurrent tests stay independent): `fault-500`, `fault-429`, `fault-400`,
+- By model name (concurrent tests stay independent): `fault-500`, `fault-502`, `fault-503`,
+  `fault-429`, `fault-400`,
   `fault-slow` (waits AICC_FAKE_SLOW_S, default 2 s, then answers), `fault-reset` (aborts the
   TCP connection, no response), `fault-malformed` (200 with a body that is not JSON; a stream
   gets events that are not JSON), `fault-broken-sse` (3 chunks then an aborted connection; without
@@ -47,7 +48,7 @@ from aiohttp import web
 
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "llama3-local", "text-embedding-3-small")
 FAULT_MODES = (
-    "500", "429", "400", "slow", "reset", "malformed", "broken-sse", "slow-chunk",
+    "500", "502", "503", "429", "400", "slow", "reset", "malformed", "broken-sse", "slow-chunk",
     "slow-stream",
 )  # fmt: skip
 SLOW_STREAM_CHUNK_S = 0.005
@@ -65,6 +66,8 @@ _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _ERRORS = {
     "500": ("The server had an error while processing your request.", "server_error", None),
+    "502": ("Bad gateway (injected).", "server_error", None),
+    "503": ("The engine is currently overloaded (injected).", "server_error", None),
     "429": ("Rate limit reached for requests (injected).", "requests", "rate_limit_exceeded"),
     "400": ("Bad request (injected).", "invalid_request_error", None),
 }

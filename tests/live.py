@@ -113,9 +113,11 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout_s
         while True:
             lines = [
-                orjson.loads(line)
+                record
                 for line in self.log().splitlines()
-                if correlation_id in line and '"request_completed"' in line
+                if correlation_id in line
+                and '"request_completed"' in line
+                and (record := orjson.loads(line))["correlation_id"] == correlation_id
             ]
             if lines or time.monotonic() > deadline:
                 return lines
