@@ -68,6 +68,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.lua import load_script
+
 log = structlog.get_logger(__name__)
 
 State = Literal["closed", "open", "half_open"]
@@ -84,54 +86,6 @@ _REDIS_DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutE
 # One hash per upstream: state ("open" or absent = closed), failures, open_until_ms, timeout_ms,
 # probe_token, probe_until_ms. A closed breaker with no failures has no key at all.
 # Script replies are {outcome, deadline_ms, number}; a closed `allow` returns the failure count.
-_ALLOW_LUA = """
-local now = tonumber(ARGV[1])
-local h = redis.call('HMGET', KEYS[1], 'state', 'open_until_ms', 'timeout_ms',
-                     'probe_token', 'probe_until_ms', 'failures')
-if h[1] ~= 'open' then return {'closed', 0, tonumber(h[6] or '0')} end
-local open_until = tonumber(h[2])
-if now < open_until then return {'open', open_until, 0} end
-local probe_until = tonumber(h[5] or '0')
-if h[4] and now < probe_until then return {'probing', probe_until, 0} end
-redis.call('HSET', KEYS[1], 'probe_token', ARGV[2], 'probe_until_ms', now + tonumber(ARGV[3]))
-return {h[4] and 'probe_after_lapsed_lease' or 'probe', open_until, tonumber(h[3])}
-"""
-
-_FAILURE_LUA = """
-local now = tonumber(ARGV[1])
-local h = redis.call('HMGET', KEYS[1], 'state', 'timeout_ms', 'probe_token')
-if h[1] == 'open' then
-  if ARGV[2] == '' or h[3] ~= ARGV[2] then return {'ignored', 0, 0} end
-  local timeout = math.min(tonumber(h[2]) * 2, tonumber(ARGV[5]))
-  redis.call('HSET', KEYS[1], 'open_until_ms', now + timeout, 'timeout_ms', timeout)
-  redis.call('HDEL', KEYS[1], 'probe_token', 'probe_until_ms')
-  return {'reopened', now + timeout, timeout}
-end
-local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-if failures < tonumber(ARGV[3]) then return {'counted', 0, failures} end
-local timeout = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'state', 'open', 'open_until_ms', now + timeout, 'timeout_ms', timeout)
-return {'opened', now + timeout, timeout}
-"""
-
-_SUCCESS_LUA = """
-local h = redis.call('HMGET', KEYS[1], 'state', 'probe_token')
-if h[1] == 'open' then
-  if ARGV[1] == '' or h[2] ~= ARGV[1] then return {'ignored', 0, 0} end
-  redis.call('DEL', KEYS[1])
-  return {'closed', 0, 0}
-end
-redis.call('DEL', KEYS[1])
-return {'reset', 0, 0}
-"""
-
-_RELEASE_LUA = """
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'probe_token') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'probe_token', 'probe_until_ms')
-  return {'released', 0, 0}
-end
-return {'ignored', 0, 0}
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +212,10 @@ class CircuitBreaker:
         self._redis_timeout_s = redis_timeout_s
         self._redis_retry_after_s = redis_retry_after_s
         self._scripts = {
-            "allow": redis.register_script(_ALLOW_LUA),
-            "failure": redis.register_script(_FAILURE_LUA),
-            "success": redis.register_script(_SUCCESS_LUA),
-            "release": redis.register_script(_RELEASE_LUA),
+            "allow": redis.register_script(load_script("breaker_allow.lua")),
+            "failure": redis.register_script(load_script("breaker_failure.lua")),
+            "success": redis.register_script(load_script("breaker_success.lua")),
+            "release": redis.register_script(load_script("breaker_release.lua")),
         }
         self._redis = redis
         self._open_until_ms = 0  # cached shared deadline; before it, reject without Redis

@@ -62,8 +62,8 @@ from gateway.limits import (
     LimiterUnavailable,
     Scope,
     guarded,
-    load_script,
 )
+from gateway.lua import load_script
 
 MICRO = Decimal("0.000001")
 PERIOD_RETENTION = timedelta(days=40)

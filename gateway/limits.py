@@ -51,11 +51,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from gateway.lua import load_script
 
 KEY_PREFIX = "aicc"
 WINDOW_MS = 60_000
@@ -137,10 +138,6 @@ class RateLimitResult:
 
 def rl_key(scope: Scope, owner_id: str, kind: str) -> str:
     return f"{KEY_PREFIX}:rl:{scope.value}:{owner_id}:{kind}"
-
-
-def load_script(name: str) -> str:
-    return resources.files("gateway").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 async def guarded(call: Awaitable[T], timeout_s: float) -> T:
