@@ -15,12 +15,12 @@ from django.utils import timezone
 
 from gateway.policy import (
     PolicyError,
-    PolicyOverride,
     apply_override,
     default_policy_path,
     load_policy,
     parse_override,
 )
+from gateway.policy_schema import PolicyOverride
 
 
 class TenantRoutingOverride(models.Model):

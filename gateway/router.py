@@ -32,7 +32,7 @@ from gateway.detectors import (
     score_complexity,
 )
 from gateway.detectors.privacy import TENANT_KIND_PREFIX
-from gateway.policy import ANY_TENANT_KIND, AUTO, Action, Conditions, Policy
+from gateway.policy_schema import ANY_TENANT_KIND, AUTO, Action, Conditions, Policy
 
 REQUESTED = "requested"
 PRIVACY_LOCAL = "privacy.local"

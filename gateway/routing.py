@@ -34,15 +34,14 @@ from redis.exceptions import RedisError
 from gateway.errors import GatewayError
 from gateway.overrides import routing_override_document
 from gateway.policy import (
-    AUTO,
     LoadedPolicy,
-    Policy,
     PolicyError,
     apply_override,
     default_policy_path,
     load_policy,
     parse_override,
 )
+from gateway.policy_schema import AUTO, Policy
 from gateway.router import INJECTION_BLOCK, PRIVACY_BLOCK, Decision, assess, decide
 from tenants.events import VERSION_KEY as CREDENTIALS_VERSION_KEY
 

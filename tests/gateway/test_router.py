@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.policy import Policy, parse_policy
+from gateway.policy import parse_policy
+from gateway.policy_schema import Policy
 from gateway.router import Decision, Signals, assess, decide
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policy" / "default.yaml"
