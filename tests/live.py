@@ -76,6 +76,7 @@ class GatewayProcess:
             sys.executable, "-m", "uvicorn", "aicc_site.asgi:application",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+            "--timeout-graceful-shutdown", "10",
         ]  # fmt: skip
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
