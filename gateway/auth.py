@@ -78,6 +78,7 @@ class CredentialCache:
         self.clock = clock
         self._entries: dict[str, tuple[float, Credential | None]] = {}
         self._version: bytes | None = None
+        self._listeners: list[Callable[[], None]] = []
         self._load = sync_to_async(_load_record, thread_sensitive=False)
 
     async def get(self, key_public_id: str) -> Credential | None:
@@ -88,8 +89,15 @@ class CredentialCache:
         self._entries[key_public_id] = (self.clock(), record)
         return record
 
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Also call `listener` whenever credentials may have changed (e.g. drop the router's
+        cached tenant overrides: their changes bump the same version)."""
+        self._listeners.append(listener)
+
     def clear(self) -> None:
         self._entries.clear()
+        for listener in self._listeners:
+            listener()
 
     async def refresh_version(self, redis: Redis) -> None:
         version = await redis.get(CREDENTIALS_VERSION_KEY)

@@ -19,7 +19,7 @@ def liveness() -> Response:
     return Response(200, b'{"status":"ok"}')
 
 
-def _database_ping() -> None:
+def database_ping() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     connection.close()  # readiness runs in a worker thread: hand its connection back
@@ -36,7 +36,7 @@ async def _probe(check: object) -> dict[str, object]:
 
 async def readiness(redis: Redis) -> Response:
     database, cache = await asyncio.gather(
-        _probe(sync_to_async(_database_ping, thread_sensitive=False)()),
+        _probe(sync_to_async(database_ping, thread_sensitive=False)()),
         _probe(redis.ping()),
     )
     is_ready = database["status"] == "up" and cache["status"] == "up"

@@ -27,8 +27,9 @@ import aiohttp
 from asgiref.sync import sync_to_async
 from redis.asyncio import Redis
 
+from gateway import policy_status
 from gateway.breaker import CircuitBreaker
-from gateway.health import _database_ping
+from gateway.health import database_ping
 from gateway.metrics import PROCESS_STARTED_AT
 from gateway.recent_stats import recent_window
 from gateway.tasks import HEARTBEAT_KEY
@@ -45,8 +46,8 @@ class CheckDegraded(Exception):
     """A dependency works but needs attention (e.g. a stale heartbeat)."""
 
 
-async def _database_ping_async() -> None:
-    await sync_to_async(_database_ping, thread_sensitive=False)()
+async def database_ping_async() -> None:
+    await sync_to_async(database_ping, thread_sensitive=False)()
 
 
 @dataclass(slots=True)
@@ -62,7 +63,7 @@ class HealthDeps:
     heartbeat_stale_s: float = 60.0
     started_at: float = PROCESS_STARTED_AT
     clock: Callable[[], float] = time.time
-    database_ping: Callable[[], Awaitable[None]] = field(default=_database_ping_async)
+    database_ping: Callable[[], Awaitable[None]] = field(default=database_ping_async)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,14 @@ async def _traffic(deps: HealthDeps) -> dict[str, Any]:
         return {"status": "unavailable", "detail": type(exc).__name__}
 
 
+async def _policy(deps: HealthDeps) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(deps.timeout_s):
+            return await policy_status.read(deps.redis)
+    except Exception as exc:  # Redis down: reported under "redis", not a 500
+        return {"status": "unavailable", "detail": type(exc).__name__}
+
+
 def _overall(checks: dict[str, dict[str, Any]], breakers: dict[str, Any]) -> Status:
     worst = max(_RANK[check["status"]] for check in checks.values())
     if worst == 0 and any(b["state"] not in ("closed", "unknown") for b in breakers.values()):
@@ -198,10 +207,13 @@ async def detailed_health(deps: HealthDeps) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body): 503 when unhealthy, else 200."""
     listed = components(deps)
     results = await asyncio.gather(
-        *(_run(component, deps) for component in listed), _breakers(deps), _traffic(deps)
+        *(_run(component, deps) for component in listed),
+        _breakers(deps),
+        _traffic(deps),
+        _policy(deps),
     )
     checks = {component.name: result for component, result in zip(listed, results, strict=False)}
-    breakers, traffic = results[-2], results[-1]
+    breakers, traffic, policy = results[-3], results[-2], results[-1]
     status = _overall(checks, breakers)
     body = {
         "status": status,
@@ -209,5 +221,6 @@ async def detailed_health(deps: HealthDeps) -> tuple[int, dict[str, Any]]:
         "checks": checks,
         "breakers": breakers,
         "recent": traffic,
+        "policy": policy,
     }
     return (503 if status == "unhealthy" else 200), body

@@ -28,8 +28,6 @@ import watchfiles
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway.errors import GatewayError
 from gateway.overrides import routing_override_document
@@ -43,7 +41,6 @@ from gateway.policy import (
 )
 from gateway.policy_schema import AUTO, Policy
 from gateway.router import INJECTION_BLOCK, PRIVACY_BLOCK, Decision, assess, decide
-from tenants.events import VERSION_KEY as CREDENTIALS_VERSION_KEY
 
 if TYPE_CHECKING:
     from gateway.context import RequestContext
@@ -54,7 +51,6 @@ ROUTED_MODEL_HEADER = "x-aicc-routed-model"
 ROUTE_REASON_HEADER = "x-aicc-route-reason"
 ROUTE_FLAGS_HEADER = "x-aicc-route-flags"
 EMBEDDINGS_PATH = "/v1/embeddings"
-OVERRIDE_POLL_INTERVAL_S = 0.25
 # watchfiles waits this long for more events before yielding a batch (its default, 1.6 s,
 # would eat most of the 2 s reload budget).
 WATCH_DEBOUNCE_MS = 50
@@ -79,7 +75,6 @@ class Router:
         # tenant id -> the policy with its override applied (the base policy when it has none).
         self._tenant_policies: dict[int, Policy] = {}
         self._override_generation = 0
-        self._override_version: bytes | None = None
         self._pending: dict[int, asyncio.Future[Policy]] = {}
         self._load_override = sync_to_async(routing_override_document, thread_sensitive=False)
         self._stop = asyncio.Event()
@@ -200,22 +195,6 @@ class Router:
         self._override_generation += 1
         self._tenant_policies.clear()
 
-    async def refresh_override_version(self, redis: Redis) -> None:
-        version = await redis.get(CREDENTIALS_VERSION_KEY)
-        if version != self._override_version:
-            self._override_version = version
-            self.clear_overrides()
-
-    async def _watch_overrides(self, redis: Redis) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.refresh_override_version(redis)
-            except RedisError as exc:
-                # Blind to changes: read overrides afresh until Redis answers again.
-                self.clear_overrides()
-                log.warning("override_watch_failed", error=type(exc).__name__)
-            await asyncio.sleep(OVERRIDE_POLL_INTERVAL_S)
-
     # --- the policy file ------------------------------------------------------------------
 
     def reload(self) -> bool:
@@ -258,12 +237,11 @@ class Router:
                 # Events while the watch was down are lost; catch up.
                 await asyncio.to_thread(self.reload)
 
-    async def start(self, redis: Redis | None = None) -> None:
-        """Start the policy watch, and the override watch when given the process's Redis."""
+    async def start(self) -> None:
+        """Start the policy file watch. Tenant overrides are dropped by `clear_overrides`, which
+        the credential cache calls whenever the shared version moves (gateway.runtime)."""
         self._stop.clear()
         self._tasks.append(asyncio.create_task(self._watch_file()))
-        if redis is not None:
-            self._tasks.append(asyncio.create_task(self._watch_overrides(redis)))
         log.info("policy_loaded", **self._active.snapshot())
 
     async def stop(self) -> None:

@@ -9,7 +9,7 @@ import structlog
 from django.conf import settings
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from gateway import metrics, upstream
+from gateway import metrics, policy_status, upstream
 from gateway.auth import CredentialCache
 from gateway.auth_guard import FailedKeyGuard
 from gateway.cache import ResponseCache
@@ -41,6 +41,7 @@ class Runtime:
         # start-up (uvicorn treats a failing lifespan start-up as "no lifespan" and serves).
         self.targets = Targets.from_settings()
         self.router = Router()
+        self.credentials.on_change(self.router.clear_overrides)
         self._background: list[asyncio.Task[None]] = []
         self.recent_stats = RecentStats()
         self.langfuse = LangfuseExporter.from_settings()  # None unless configured
@@ -87,7 +88,10 @@ class Runtime:
 
     async def start(self) -> None:
         await self.prices.load()
-        await self.router.start(self.redis)
+        await self.router.start()
+        self._background.append(
+            asyncio.create_task(policy_status.publish_forever(self.redis, self.router))
+        )
         self._background.append(asyncio.create_task(self.credentials.watch(self.redis)))
         self._background.append(asyncio.create_task(self.prices.refresh_forever()))
         self._background.append(asyncio.create_task(self.last_used.flush_forever()))

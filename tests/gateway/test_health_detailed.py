@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from django.contrib.auth import get_user_model
@@ -302,3 +303,22 @@ def test_a_staff_session_reads_it_and_an_ordinary_user_is_403(view_settings: Any
 
     assert "checks" in staff_client.get("/health/detailed").json()
     assert member_client.get("/health/detailed").status_code == 403
+
+
+async def test_every_gateway_process_reports_the_policy_version_it_has_in_force(
+    aredis: Redis,
+) -> None:
+    from gateway import policy_status
+    from gateway.routing import Router
+
+    router = Router()
+    await policy_status.publish(aredis, router)
+    await aredis.set(
+        policy_status.KEY_PREFIX + "other-host:1",
+        orjson.dumps({"process": "other-host:1", "version": "0ld", "loaded_at": "", "path": ""}),
+    )
+    status = await policy_status.read(aredis)
+    assert {p["version"] for p in status["processes"]} == {router.snapshot()["version"], "0ld"}
+    assert status["is_consistent"] is False
+    (ours,) = [p["process"] for p in status["processes"] if p["process"] != "other-host:1"]
+    assert 0 < await aredis.ttl(policy_status.KEY_PREFIX + ours) <= 15  # stopped ones drop out

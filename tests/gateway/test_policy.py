@@ -310,8 +310,10 @@ async def test_router_caches_a_tenant_override_until_the_version_moves(
     key_a: IssuedKey, aredis: aioredis.Redis
 ) -> None:
     router = Router(extra_known_models=frozenset())
-    caller = await authenticate({"authorization": f"Bearer {key_a.raw_key}"}, CredentialCache())
-    await router.refresh_override_version(aredis)
+    credentials = CredentialCache()
+    credentials.on_change(router.clear_overrides)
+    caller = await authenticate({"authorization": f"Bearer {key_a.raw_key}"}, credentials)
+    await credentials.refresh_version(aredis)
 
     async def served(text: str) -> str:
         ctx = RequestContext(correlation_id="c", runtime=None, endpoint=CHAT)  # type: ignore[arg-type]
@@ -331,7 +333,7 @@ async def test_router_caches_a_tenant_override_until_the_version_moves(
     assert await served(card) == "llama3-local privacy.local"
 
     await aredis.incr(VERSION_KEY)
-    await router.refresh_override_version(aredis)
+    await credentials.refresh_version(aredis)
     assert await served(card) == "gpt-4o-mini complexity.simple"
 
     # An override the current policy no longer accepts is ignored (and logged).
@@ -339,7 +341,7 @@ async def test_router_caches_a_tenant_override_until_the_version_moves(
         document="routing: {default: {type: serve, model: gpt-9}}"
     )
     await aredis.incr(VERSION_KEY)
-    await router.refresh_override_version(aredis)
+    await credentials.refresh_version(aredis)
     with capture_logs() as logs:
         assert await served(card) == "llama3-local privacy.local"
     assert [e["event"] for e in logs] == ["tenant_override_invalid", "route_decided"]
