@@ -158,6 +158,7 @@ AICC_AUTH_FAILURES_PER_MINUTE = env_int("AICC_AUTH_FAILURES_PER_MINUTE", 20, min
 AICC_MASTER_KEYS = env_list("AICC_MASTER_KEYS", [])
 AICC_DEPRECATED_MASTER_KEYS = env_list("AICC_DEPRECATED_MASTER_KEYS", [])
 AICC_MANAGEMENT_API_RATE = env_str("AICC_MANAGEMENT_API_RATE", "120/m")
+AICC_LOGIN_RATE = env_str("AICC_LOGIN_RATE", "10/m")
 
 # --- Routing policy -------------------------------------------------------------------------
 AICC_POLICY_PATH = Path(env_str("AICC_POLICY_PATH", str(BASE_DIR / "policy" / "default.yaml")))
