@@ -1,4 +1,5 @@
-"""The `/v1/*` endpoints. Each reads like the pipeline: authenticate, validate, forward, meter.
+"""The `/v1/*` endpoints. Each reads like the pipeline: authenticate, validate, route, cache,
+meter, forward.
 
 Branching lives in the modules; refusals are GatewayErrors rendered by gateway.app.
 """
