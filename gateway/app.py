@@ -76,6 +76,7 @@ class GatewayApp:
             response = Response(error.status, render(error), headers=error.headers)
         except ClientDisconnected:
             ctx.status = 499
+            ctx.mark_finished()
             return
         except Exception:
             # A bug of ours: log it with the request's context, answer in OpenAI's shape.
@@ -95,6 +96,8 @@ class GatewayApp:
             await response.send(send, request)
         except ClientDisconnected:
             ctx.status = 499
+        finally:
+            ctx.mark_finished()
 
     async def _dispatch(self, request: Request, ctx: RequestContext) -> Response | StreamResponse:
         path = request.path.rstrip("/") or "/"

@@ -47,6 +47,7 @@ class RequestContext:
     runtime: Runtime
     endpoint: str = ""
     started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
     caller: Caller | None = None
     payload: dict[str, Any] | None = None
     requested_model: str | None = None
@@ -72,7 +73,14 @@ class RequestContext:
         self.is_streamed = bool(payload.get("stream"))
 
     def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000
+        """Time since the request arrived; once the response is out, the request's latency
+        (settlement, logging and metrics afterwards are not the client's wait)."""
+        end = self.finished if self.finished is not None else time.perf_counter()
+        return (end - self.started) * 1000
+
+    def mark_finished(self) -> None:
+        if self.finished is None:
+            self.finished = time.perf_counter()
 
     def mark_first_byte(self) -> None:
         if self.ttfb_ms is None:
