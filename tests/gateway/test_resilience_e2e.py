@@ -69,6 +69,10 @@ def test_breaker_opens_on_failures_counted_across_processes_and_then_fails_fast(
         for process in (first, second, first, second):
             assert chat(client, process.url, key_a, "fault-500").status_code == 500
         assert redis_client.hget(BREAKER_KEY, "state") == b"open"
+        # Each process learns of the opening on its next call (one Redis round trip) and creates
+        # its metric series for the refusal once; the 100 measured refusals come after that.
+        for process in breaker_gateways:
+            assert chat(client, process.url, key_a).status_code == 503
         fake_upstream.reset()
         refusals = [
             chat(client, breaker_gateways[i % 2].url, key_a, correlation_id=f"fast-{i}")
