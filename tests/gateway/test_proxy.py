@@ -230,10 +230,11 @@ def _first_chunk_delay_and_pause(url: str, headers: dict[str, str]) -> tuple[flo
 
 def test_streams_are_not_buffered(gateway: GatewayProcess, key_a: IssuedKey) -> None:
     """Upstream sends its first chunk, pauses 500 ms, sends the rest: the client gets the first
-    chunk within 5 ms of the upstream sending it (median of 5), long before the pause ends."""
+    chunk within 5 ms of the upstream sending it (median of 7), long before the pause ends."""
     url = f"{gateway.url}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {key_a.raw_key}"}
-    _first_chunk_delay_and_pause(url, headers)  # warm the key cache and connection pools
-    runs = [_first_chunk_delay_and_pause(url, headers) for _ in range(5)]
+    for _ in range(2):  # warm the key cache, connection pools and lazy imports
+        _first_chunk_delay_and_pause(url, headers)
+    runs = [_first_chunk_delay_and_pause(url, headers) for _ in range(7)]
     assert all(pause >= 0.4 for _, pause in runs), runs
     assert statistics.median(delay for delay, _ in runs) < 0.005, runs
