@@ -22,25 +22,15 @@ from gateway.budgets import (
     to_micro,
 )
 from gateway.limits import LimiterUnavailable, Scope
+from tests.clock import FakeClock
 
 NOON_S = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()
 DAY_S = 86_400
 
 
-class FakeClock:
-    def __init__(self, now_s: float = NOON_S) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(NOON_S)
 
 
 @pytest.fixture

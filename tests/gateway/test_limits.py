@@ -19,24 +19,14 @@ from gateway.limits import (
     rate_limit_headers,
     rl_key,
 )
+from tests.clock import FakeClock
 
 START_S = 1_795_000_000.0  # 2026-11-17, any fixed instant works
 
 
-class FakeClock:
-    def __init__(self, now_s: float = START_S) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START_S)
 
 
 @pytest.fixture
