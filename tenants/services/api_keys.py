@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -136,16 +137,9 @@ def api_key_update(
         return api_key
     validate_key_models(tenant=api_key.tenant, allowed_models=api_key.allowed_models)
     api_key.save(update_fields=list(changed))
-    audit_record(
-        tenant=api_key.tenant,
-        actor=actor,
-        action="api_key.update",
-        target_type="api_key",
-        target_id=api_key.public_id,
-        details={"changed": changed},
-        now=now,
+    _record_key_change(
+        api_key, action="api_key.update", details={"changed": changed}, actor=actor, now=now
     )
-    events.credentials_changed(key_public_id=api_key.public_id)
     return api_key
 
 
@@ -173,21 +167,18 @@ def api_key_rotate(
         status=APIKeySecret.Status.DEPRECATED, deprecated_until=deprecated_until
     )
     raw_key = _new_secret(api_key, now)
-    audit_record(
-        tenant=api_key.tenant,
-        actor=actor,
+    _record_key_change(
+        api_key,
         action="api_key.rotate",
-        target_type="api_key",
-        target_id=api_key.public_id,
         details={
             "hint": keys.display_hint(raw_key),
             "grace_s": int(grace.total_seconds()),
             "deprecated_secrets": deprecated,
             "deprecated_until": deprecated_until.isoformat(),
         },
+        actor=actor,
         now=now,
     )
-    events.credentials_changed(key_public_id=api_key.public_id)
     return IssuedKey(api_key=api_key, raw_key=raw_key)
 
 
@@ -205,16 +196,9 @@ def api_key_revoke(
     revoked = api_key.secrets.exclude(status=APIKeySecret.Status.REVOKED).update(
         status=APIKeySecret.Status.REVOKED
     )
-    audit_record(
-        tenant=api_key.tenant,
-        actor=actor,
-        action="api_key.revoke",
-        target_type="api_key",
-        target_id=api_key.public_id,
-        details={"revoked_secrets": revoked},
-        now=now,
+    _record_key_change(
+        api_key, action="api_key.revoke", details={"revoked_secrets": revoked}, actor=actor, now=now
     )
-    events.credentials_changed(key_public_id=api_key.public_id)
     return api_key
 
 
@@ -236,16 +220,13 @@ def api_key_set_expiry(
         return api_key
     previous, api_key.expires_at = api_key.expires_at, expires_at
     api_key.save(update_fields=["expires_at"])
-    audit_record(
-        tenant=api_key.tenant,
-        actor=actor,
+    _record_key_change(
+        api_key,
         action="api_key.set_expiry",
-        target_type="api_key",
-        target_id=api_key.public_id,
         details=jsonable({"from": previous, "to": expires_at}),
+        actor=actor,
         now=now,
     )
-    events.credentials_changed(key_public_id=api_key.public_id)
     return api_key
 
 
@@ -257,3 +238,19 @@ def api_key_touch_last_used(*, key_public_id: str, now: datetime | None = None) 
     now = now_or_default(now)
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
     return bool(APIKey.objects.filter(stale, public_id=key_public_id).update(last_used_at=now))
+
+
+def _record_key_change(
+    api_key: APIKey, *, action: str, details: dict[str, Any], actor: Actor | None, now: datetime
+) -> None:
+    """Audit a change to what a key may do, and tell every gateway (after commit) to reload it."""
+    audit_record(
+        tenant=api_key.tenant,
+        actor=actor,
+        action=action,
+        target_type="api_key",
+        target_id=api_key.public_id,
+        details=details,
+        now=now,
+    )
+    events.credentials_changed(key_public_id=api_key.public_id)
