@@ -54,8 +54,11 @@ CHAT = {
 }
 
 
-def chat_body(*, is_stream: bool) -> bytes:
-    return orjson.dumps({**CHAT, "stream": True} if is_stream else CHAT)
+def chat_body(*, is_stream: bool, is_deterministic: bool = False) -> bytes:
+    body: dict[str, object] = {**CHAT, "stream": True} if is_stream else dict(CHAT)
+    if is_deterministic:
+        body["temperature"] = 0  # what the response cache serves by default
+    return orjson.dumps(body)
 
 
 # --- environment --------------------------------------------------------------------------------
@@ -202,7 +205,8 @@ def spec_for(
         duration_s, warmup_s = max(duration_s, args.slow_duration), max(warmup_s, 1.0)
     return LoadSpec(
         url=target.chat_url,
-        body=chat_body(is_stream=is_stream),
+        # Repeated prompts are the cache-hit scenario: make them cacheable.
+        body=chat_body(is_stream=is_stream, is_deterministic=not is_unique),
         is_stream=is_stream,
         concurrency=concurrency,
         duration_s=duration_s,
