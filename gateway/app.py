@@ -62,8 +62,10 @@ class GatewayApp:
         try:
             await self._handle(request, ctx, send)
         finally:
-            # Shielded: a server shutting down must not cancel the charge for work done.
-            await asyncio.shield(self.runtime.meter.settle(ctx))
+            await self._after_response(ctx)
+            if ctx.ticket is not None:
+                # Shielded: a server shutting down must not cancel the charge for work done.
+                await asyncio.shield(self.runtime.meter.settle(ctx))
             self._log_completed(request, ctx)
             self._observe(ctx)
             structlog.contextvars.clear_contextvars()
@@ -114,6 +116,13 @@ class GatewayApp:
         raise GatewayError(
             404, f"Unknown endpoint {request.method} {request.path}.", code="unknown_url"
         )
+
+    async def _after_response(self, ctx: RequestContext) -> None:
+        for work in ctx.after_response:
+            try:
+                await work
+            except Exception:  # never at the expense of the settlement that follows
+                log.exception("after_response_failed")
 
     def _observe(self, ctx: RequestContext) -> None:
         """Metrics, recent-traffic stats and the Langfuse trace: in-memory only, never raises

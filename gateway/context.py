@@ -4,6 +4,7 @@ and the log."""
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,9 @@ class RequestContext:
     ticket: Ticket | None = None
     cost_usd: Decimal | None = None  # known once the meter has settled
     response_headers: list[tuple[str, str]] = field(default_factory=list)
+    # Work that must not keep the client waiting (e.g. storing the answer in the cache): run
+    # by gateway.app once the response is out.
+    after_response: list[Coroutine[Any, Any, Any]] = field(default_factory=list)
 
     def use_payload(self, payload: dict[str, Any]) -> None:
         self.payload = payload

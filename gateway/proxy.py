@@ -40,11 +40,13 @@ async def forward(ctx: RequestContext, path: str, payload: dict[str, Any]) -> Re
             ) from None
         ctx.usage = Usage.from_openai(answer.get("usage") if isinstance(answer, dict) else None)
         if ctx.cache is not None and isinstance(answer, dict):
-            await ctx.runtime.response_cache.store(
-                ctx.cache,
-                reply.body,
-                usage=ctx.usage,
-                served_model=ctx.served_model or payload["model"],
+            ctx.after_response.append(
+                ctx.runtime.response_cache.store(
+                    ctx.cache,
+                    reply.body,
+                    usage=ctx.usage,
+                    served_model=ctx.served_model or payload["model"],
+                )
             )
     return Response(
         reply.status,
@@ -101,12 +103,13 @@ async def _relay(
             yield event
         outcome = "success"
         if ctx.cache is not None:
-            # After the last event went out: the client is not kept waiting for the store.
-            await ctx.runtime.response_cache.store_stream(
-                ctx.cache,
-                ctx.streamed_events,
-                usage=ctx.usage,
-                served_model=ctx.served_model or ctx.requested_model or "",
+            ctx.after_response.append(
+                ctx.runtime.response_cache.store_stream(
+                    ctx.cache,
+                    ctx.streamed_events,
+                    usage=ctx.usage,
+                    served_model=ctx.served_model or ctx.requested_model or "",
+                )
             )
     except GatewayError as error:
         # Headers are gone already: tell the client in-band, then end the stream.
