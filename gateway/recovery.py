@@ -36,7 +36,7 @@ def budget_from_config(config: BudgetConfig) -> Budget:
     )
 
 
-def ledger_spent(config: BudgetConfig, now: datetime) -> object:
+def ledger_spent(config: BudgetConfig, now: datetime) -> Decimal:
     start, end = period_bounds(config.period, now)
     return spent_in_period(
         tenant_id=config.tenant_id,
@@ -56,7 +56,7 @@ async def budget_counter_rebuild(
     """Set the current period's counter from the ledger; without `overwrite` only if missing."""
     now = datetime.now(UTC)
     spent = await sync_to_async(ledger_spent, thread_sensitive=False)(config, now)
-    is_written = await reservations.restore_spent(budget, spent, overwrite=overwrite, now=now)  # type: ignore[arg-type]
+    is_written = await reservations.restore_spent(budget, spent, overwrite=overwrite, now=now)
     if is_written:
         log.info(
             "budget_counter_rebuilt",
