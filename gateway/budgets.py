@@ -167,6 +167,62 @@ def _record_key(request_id: str) -> str:
     return f"{KEY_PREFIX}:budget:res:{request_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    keys: list[str]
+    args: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveCall:
+    """One reservation as script keys and arguments; `result` reads the script's reply."""
+
+    keys: list[str]
+    args: list[Any]
+    refs: tuple[BudgetRef, ...]
+
+    def result(self, raw: list[Any]) -> ReservationResult:
+        status, index, spent, reserved = (int(x) for x in raw)
+        if status == 1:
+            return ReservationResult(ReserveStatus.RESERVED)
+        if status == 2:
+            return ReservationResult(ReserveStatus.DUPLICATE)
+        if status == 3:
+            return ReservationResult(ReserveStatus.COUNTER_MISSING, missing=self.refs[index - 1])
+        return ReservationResult(
+            ReserveStatus.REJECTED,
+            rejected_by=self.refs[index - 1],
+            spent_usd=from_micro(spent),
+            reserved_usd=from_micro(reserved),
+        )
+
+
+def prepare_settle(request_id: str, actual_cost: Decimal) -> ScriptCall:
+    return ScriptCall([_record_key(request_id)], [to_micro(actual_cost), "settle"])
+
+
+def prepare_release(request_id: str) -> ScriptCall:
+    return ScriptCall([_record_key(request_id)], [0, "release"])
+
+
+def settle_result(raw: list[Any]) -> SettleResult:
+    status = int(raw[0])
+    if status == 0:
+        return SettleResult(SettleStatus.UNKNOWN)
+    if status == 2:
+        return SettleResult(SettleStatus.ALREADY_DONE)
+    crossed: list[BudgetRef] = []
+    missing: list[BudgetRef] = []
+    for i in range(1, len(raw), 3):
+        label = raw[i].decode() if isinstance(raw[i], bytes) else str(raw[i])
+        ref = BudgetRef.from_label(label)
+        if int(raw[i + 1]):
+            crossed.append(ref)
+        if int(raw[i + 2]):
+            missing.append(ref)
+    return SettleResult(SettleStatus.DONE, tuple(crossed), tuple(missing))
+
+
 class BudgetReservations:
     """Budget reservations over all gateway processes. One instance per process."""
 
@@ -201,19 +257,21 @@ class BudgetReservations:
         _, end = periods.period_bounds(budget.period, now)
         return int((end - now + PERIOD_RETENTION).total_seconds() * 1000)
 
-    async def reserve(
+    def prepare_reserve(
         self,
         request_id: str,
         tenant_budget: Budget | None,
         key_budget: Budget | None,
         max_cost: Decimal,
-    ) -> ReservationResult:
+    ) -> ReserveCall | None:
+        """The reserve script's keys and arguments (None: no budget applies), for `reserve`
+        or a composed script."""
         budgets = [b for b in (tenant_budget, key_budget) if b is not None]
         if not budgets:
-            return ReservationResult(ReserveStatus.RESERVED)
+            return None
         now = self._now()
         amount = to_micro(max_cost)
-        refs = [self.ref(b, now) for b in budgets]
+        refs = tuple(self.ref(b, now) for b in budgets)
         keys: list[str] = [_record_key(request_id)]
         args: list[Any] = [
             int(now.timestamp() * 1000),
@@ -238,47 +296,30 @@ class BudgetReservations:
                 _budget_key(ref, "soft-alert"),
                 ref.label,
             ]
-        status, index, spent, reserved = (
-            int(x) for x in await guarded(self._reserve(keys=keys, args=args), self.timeout_s)
-        )
-        if status == 1:
+        return ReserveCall(keys, args, refs)
+
+    async def reserve(
+        self,
+        request_id: str,
+        tenant_budget: Budget | None,
+        key_budget: Budget | None,
+        max_cost: Decimal,
+    ) -> ReservationResult:
+        call = self.prepare_reserve(request_id, tenant_budget, key_budget, max_cost)
+        if call is None:
             return ReservationResult(ReserveStatus.RESERVED)
-        if status == 2:
-            return ReservationResult(ReserveStatus.DUPLICATE)
-        if status == 3:
-            return ReservationResult(ReserveStatus.COUNTER_MISSING, missing=refs[index - 1])
-        return ReservationResult(
-            ReserveStatus.REJECTED,
-            rejected_by=refs[index - 1],
-            spent_usd=from_micro(spent),
-            reserved_usd=from_micro(reserved),
-        )
+        raw = await guarded(self._reserve(keys=call.keys, args=call.args), self.timeout_s)
+        return call.result(raw)
 
     async def settle(self, request_id: str, actual_cost: Decimal) -> SettleResult:
-        return await self._finish(request_id, to_micro(actual_cost), "settle")
+        return await self._finish(prepare_settle(request_id, actual_cost))
 
     async def release(self, request_id: str) -> SettleResult:
-        return await self._finish(request_id, 0, "release")
+        return await self._finish(prepare_release(request_id))
 
-    async def _finish(self, request_id: str, actual: int, mode: str) -> SettleResult:
-        raw = await guarded(
-            self._settle(keys=[_record_key(request_id)], args=[actual, mode]), self.timeout_s
-        )
-        status = int(raw[0])
-        if status == 0:
-            return SettleResult(SettleStatus.UNKNOWN)
-        if status == 2:
-            return SettleResult(SettleStatus.ALREADY_DONE)
-        crossed: list[BudgetRef] = []
-        missing: list[BudgetRef] = []
-        for i in range(1, len(raw), 3):
-            label = raw[i].decode() if isinstance(raw[i], bytes) else str(raw[i])
-            ref = BudgetRef.from_label(label)
-            if int(raw[i + 1]):
-                crossed.append(ref)
-            if int(raw[i + 2]):
-                missing.append(ref)
-        return SettleResult(SettleStatus.DONE, tuple(crossed), tuple(missing))
+    async def _finish(self, call: ScriptCall) -> SettleResult:
+        raw = await guarded(self._settle(keys=call.keys, args=call.args), self.timeout_s)
+        return settle_result(raw)
 
     async def restore_spent(
         self,

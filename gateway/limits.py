@@ -136,6 +136,41 @@ class RateLimitResult:
     admission: Admission | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class AdmitCall:
+    """One admission as script keys and arguments; `result` reads the script's reply."""
+
+    keys: list[str]
+    args: list[Any]
+    scopes: tuple[ScopeLimits, ...]
+    request_id: str
+    tokens: int
+
+    def result(self, raw: list[Any]) -> RateLimitResult:
+        return _result_from_script(
+            [int(x) for x in raw], self.scopes, request_id=self.request_id, tokens=self.tokens
+        )
+
+    def fail_open_result(self) -> RateLimitResult:
+        inert = Admission(self.request_id, self.scopes, self.tokens, is_inert=True)
+        return RateLimitResult(admitted=True, is_fail_open=True, admission=inert)
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """One settle and/or release as script keys and arguments; `applied` records it was run."""
+
+    keys: list[str]
+    args: list[Any]
+    admission: Admission
+    is_settle: bool
+    is_release: bool
+
+    def applied(self) -> None:
+        self.admission.is_settled = self.admission.is_settled or self.is_settle
+        self.admission.is_released = self.admission.is_released or self.is_release
+
+
 def rl_key(scope: Scope, owner_id: str, kind: str) -> str:
     return f"{KEY_PREFIX}:rl:{scope.value}:{owner_id}:{kind}"
 
@@ -178,19 +213,15 @@ class RateLimiter:
     def _now_ms(self) -> int:
         return -1 if self.clock is None else int(self.clock() * 1000)
 
-    async def admit(
+    def prepare_admit(
         self,
         *,
         request_id: str,
         key: ScopeLimits,
         tenant: ScopeLimits,
         estimated_tokens: int,
-    ) -> RateLimitResult:
-        """Admit or reject one request in both scopes at once.
-
-        `estimated_tokens` = prompt estimate + max_tokens; it is what the tokens/minute window
-        holds until `settle` replaces it with the actual count.
-        """
+    ) -> AdmitCall:
+        """The admission script's keys and arguments, for `admit` or a composed script."""
         if estimated_tokens < 0:
             raise ValueError("estimated_tokens must be >= 0")
         scopes = (key, tenant)
@@ -211,16 +242,31 @@ class RateLimiter:
                 _limit_arg(policy.tokens_per_minute),
                 _limit_arg(policy.max_concurrent),
             ]
+        return AdmitCall(keys, args, scopes, request_id, estimated_tokens)
+
+    async def admit(
+        self,
+        *,
+        request_id: str,
+        key: ScopeLimits,
+        tenant: ScopeLimits,
+        estimated_tokens: int,
+    ) -> RateLimitResult:
+        """Admit or reject one request in both scopes at once.
+
+        `estimated_tokens` = prompt estimate + max_tokens; it is what the tokens/minute window
+        holds until `settle` replaces it with the actual count.
+        """
+        call = self.prepare_admit(
+            request_id=request_id, key=key, tenant=tenant, estimated_tokens=estimated_tokens
+        )
         try:
-            raw = await guarded(self._admit(keys=keys, args=args), self.timeout_s)
+            raw = await guarded(self._admit(keys=call.keys, args=call.args), self.timeout_s)
         except LimiterUnavailable:
             if not self.fail_open:
                 raise
-            inert = Admission(request_id, scopes, estimated_tokens, is_inert=True)
-            return RateLimitResult(admitted=True, is_fail_open=True, admission=inert)
-        return _result_from_script(
-            [int(x) for x in raw], scopes, request_id=request_id, tokens=estimated_tokens
-        )
+            return call.fail_open_result()
+        return call.result(raw)
 
     async def settle(self, admission: Admission, actual_tokens: int) -> None:
         """Replace the token estimate with the actual count (once; later calls do nothing)."""
@@ -250,15 +296,16 @@ class RateLimiter:
                     pipe.zadd(conc_key, {admission.request_id: expiry_ms}, xx=True)
             await guarded(pipe.execute(), self.timeout_s)
 
-    async def _end(
+    def prepare_end(
         self, admission: Admission, *, actual_tokens: int | None, is_release: bool
-    ) -> None:
+    ) -> EndCall | None:
+        """The end script's keys and arguments, or None when there is nothing left to do."""
         if admission.is_inert:
-            return
+            return None
         is_settle = actual_tokens is not None and not admission.is_settled
         is_release = is_release and not admission.is_released
         if not (is_settle or is_release):
-            return
+            return None
         delta = (actual_tokens - admission.reserved_tokens) if actual_tokens is not None else 0
         keys: list[str] = []
         args: list[Any] = [
@@ -273,9 +320,16 @@ class RateLimiter:
         for limits in admission.scopes:
             keys += [rl_key(limits.scope, limits.owner_id, k) for k in ("tok", "conc")]
             args.append(_limit_arg(limits.policy.tokens_per_minute))
-        await guarded(self._finish(keys=keys, args=args), self.timeout_s)
-        admission.is_settled = admission.is_settled or is_settle
-        admission.is_released = admission.is_released or is_release
+        return EndCall(keys, args, admission, is_settle=is_settle, is_release=is_release)
+
+    async def _end(
+        self, admission: Admission, *, actual_tokens: int | None, is_release: bool
+    ) -> None:
+        call = self.prepare_end(admission, actual_tokens=actual_tokens, is_release=is_release)
+        if call is None:
+            return
+        await guarded(self._finish(keys=call.keys, args=call.args), self.timeout_s)
+        call.applied()
 
 
 def _result_from_script(

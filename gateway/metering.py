@@ -1,16 +1,16 @@
 """Admission and settlement of one request: rate limits, budget reservation, the usage event.
 
-`Meter.admit` runs before forwarding: one Redis round trip for the key's and tenant's rate
-limits, one for the budget reservation of the worst-case cost. `Meter.settle` runs once when
-the answer is over (sent, failed, or abandoned by the client): it corrects the token count,
-charges the actual cost, and appends the usage event to the Redis stream that billing drains
-into the ledger. No database write on the hot path; if the stream is unreachable the event is
-written to the ledger directly instead (never lost).
+`Meter.admit` runs before forwarding: ONE Redis round trip reserves the worst-case cost on the
+budgets and checks the key's and tenant's rate limits, all or nothing. `Meter.settle` runs once
+when the answer is over (sent, failed, or abandoned by the client): ONE round trip corrects the
+token count, frees the concurrency slot, charges the actual cost, and appends the usage event
+to the Redis stream that billing drains into the ledger (gateway.meter_scripts). No database
+write on the hot path; if Redis is unreachable the event is written to the ledger directly
+instead (never lost).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,17 +21,26 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from billing import pricing
-from billing.events import UsageEvent, usage_event_append
+from billing.events import UsageEvent, encode
 from billing.models import ModelPrice
 from billing.selectors import BudgetConfig
 from billing.services import budget_soft_limit_alert
 from gateway import tokens
-from gateway.budgets import Budget, BudgetRef, BudgetReservations, ReserveStatus
+from gateway.budgets import (
+    Budget,
+    BudgetRef,
+    BudgetReservations,
+    ReservationResult,
+    ReserveCall,
+    ReserveStatus,
+    prepare_settle,
+    settle_result,
+)
 from gateway.errors import GatewayError
 from gateway.limits import (
+    AdmitCall,
     LimiterUnavailable,
     RateLimiter,
     RateLimitResult,
@@ -40,6 +49,7 @@ from gateway.limits import (
     ScopeLimits,
     rate_limit_headers,
 )
+from gateway.meter_scripts import MeterScripts
 from gateway.prices import PriceCache
 from gateway.recovery import budget_counter_rebuild, budget_from_config, usage_event_write_direct
 
@@ -87,6 +97,7 @@ class Meter:
             timeout_s=settings.REDIS_TIMEOUT_S,
         )
         self.reservations = BudgetReservations(redis, timeout_s=settings.REDIS_TIMEOUT_S)
+        self.scripts = MeterScripts(redis, timeout_s=settings.REDIS_TIMEOUT_S)
 
     async def admit(
         self,
@@ -106,37 +117,53 @@ class Meter:
             price=None,
         )
         max_output_tokens = _max_output_tokens(payload, ctx.endpoint)
-        # Rate limits and budget are checked at the same time (one round trip of latency, not
-        # two); whichever admitted is undone when the other refuses.
-        checks = [self._admit_rate(ctx, ticket, body, max_output_tokens)]
+        rate_call = self._rate_call(ctx, ticket, body, max_output_tokens)
         # A cache hit costs nothing, so it reserves no budget (and is served over budget too).
-        if ticket.budgets and not is_cache_hit:
-            checks.append(self._reserve_budget(ctx, ticket, body, max_output_tokens))
-        outcomes = await asyncio.gather(*checks, return_exceptions=True)
-        refusals = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if refusals:
-            await self._undo_admission(ticket)
-            raise refusals[0]
+        budget_call = (
+            self._budget_call(ctx, ticket, body, max_output_tokens)
+            if ticket.budgets and not is_cache_hit
+            else None
+        )
+        if rate_call is None and budget_call is None:
+            ctx.ticket = ticket
+            return
+        # One script reserves the budget and checks the rate limits, all or nothing.
+        for _attempt in range(3):
+            try:
+                rate_reply, budget_reply = await self.scripts.admit(rate_call, budget_call)
+            except LimiterUnavailable:
+                if budget_call is None and self.limiter.fail_open:
+                    ticket.rate = rate_call.fail_open_result()  # type: ignore[union-attr]
+                    ctx.ticket = ticket
+                    return
+                raise _unavailable("budgets" if budget_call else "rate limits") from None
+            reservation = budget_call.result(budget_reply) if budget_call and budget_reply else None
+            if reservation is None or reservation.status != ReserveStatus.COUNTER_MISSING:
+                break
+            await self._rebuild(reservation.missing, ticket)
+        if reservation is not None:
+            self._check_reservation(ticket, reservation)
+        if rate_call is not None and rate_reply is not None:
+            ticket.rate = self._check_rate(ctx, rate_call.result(rate_reply))
         # Only admitted requests are metered; refusals are counted by the metrics, not billed.
         ctx.ticket = ticket
 
-    async def _admit_rate(
+    def _rate_call(
         self, ctx: RequestContext, ticket: Ticket, body: bytes, max_output_tokens: int
-    ) -> None:
+    ) -> AdmitCall | None:
         record = ctx.caller.record  # type: ignore[union-attr]
         key = ScopeLimits(Scope.KEY, record.key_public_id, _policy(record.key_limits))
         tenant = ScopeLimits(Scope.TENANT, str(record.tenant_id), _policy(record.tenant_limits))
         if not (_has_limits(key.policy) or _has_limits(tenant.policy)):
-            return
-        try:
-            result = await self.limiter.admit(
-                request_id=ticket.request_id,
-                key=key,
-                tenant=tenant,
-                estimated_tokens=tokens.estimated_prompt_tokens(body) + max_output_tokens,
-            )
-        except LimiterUnavailable:
-            raise _unavailable("rate limits") from None
+            return None
+        return self.limiter.prepare_admit(
+            request_id=ticket.request_id,
+            key=key,
+            tenant=tenant,
+            estimated_tokens=tokens.estimated_prompt_tokens(body) + max_output_tokens,
+        )
+
+    def _check_rate(self, ctx: RequestContext, result: RateLimitResult) -> RateLimitResult:
         ctx.response_headers.extend(rate_limit_headers(result))
         if not result.admitted:
             kind = result.rejected_kind.value if result.rejected_kind else "requests"
@@ -148,11 +175,11 @@ class Meter:
                 f"Retry after {result.retry_after_s} s."
             )
             raise GatewayError(429, message, code="rate_limit_exceeded")
-        ticket.rate = result
+        return result
 
-    async def _reserve_budget(
+    def _budget_call(
         self, ctx: RequestContext, ticket: Ticket, body: bytes, max_output_tokens: int
-    ) -> None:
+    ) -> ReserveCall | None:
         model = ctx.served_model or ctx.requested_model or ""
         ticket.price = self.prices.book.price_for(model, ticket.started_at)
         if ticket.price is None:
@@ -168,19 +195,11 @@ class Meter:
             max_output_tokens=max_output_tokens,
         )
         by_scope = {budget.scope: budget for budget, _ in ticket.budgets}
-        try:
-            for _attempt in range(3):
-                result = await self.reservations.reserve(
-                    ticket.request_id,
-                    by_scope.get(Scope.TENANT),
-                    by_scope.get(Scope.KEY),
-                    max_cost,
-                )
-                if result.status != ReserveStatus.COUNTER_MISSING:
-                    break
-                await self._rebuild(result.missing, ticket)
-        except LimiterUnavailable:
-            raise _unavailable("budgets") from None
+        return self.reservations.prepare_reserve(
+            ticket.request_id, by_scope.get(Scope.TENANT), by_scope.get(Scope.KEY), max_cost
+        )
+
+    def _check_reservation(self, ticket: Ticket, result: ReservationResult) -> None:
         if result.status == ReserveStatus.RESERVED:
             ticket.is_reserved = True
             return
@@ -200,16 +219,6 @@ class Meter:
                 missing.owner_id,
             ):
                 await budget_counter_rebuild(self.reservations, budget, config)
-
-    async def _undo_admission(self, ticket: Ticket) -> None:
-        try:
-            if ticket.rate is not None and ticket.rate.admission is not None:
-                await self.limiter.release(ticket.rate.admission)
-            if ticket.is_reserved:
-                await self.reservations.release(ticket.request_id)
-        except LimiterUnavailable:
-            # Leases expire on their own; the refusal the client gets is what matters.
-            log.warning("admission_undo_failed", request_id=ticket.request_id)
 
     async def settle(self, ctx: RequestContext) -> None:
         """Charge what was used and record the event. Runs once, whatever happened."""
@@ -234,36 +243,37 @@ class Meter:
         else:
             cost = None
         ctx.cost_usd = cost
-        # Independent writes, so side by side; the usage event must go out even if a counter
-        # update fails.
-        outcomes = await asyncio.gather(
-            self._settle_counters(ticket, usage.prompt_tokens + usage.completion_tokens, cost),
-            self._record(ctx, ticket, cost),
-            return_exceptions=True,
+        event = self._event(ctx, ticket, cost)
+        admission = ticket.rate.admission if ticket.rate is not None else None
+        rate_call = (
+            self.limiter.prepare_end(
+                admission,
+                actual_tokens=usage.prompt_tokens + usage.completion_tokens,
+                is_release=True,
+            )
+            if admission is not None
+            else None
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                log.error("settle_failed", request_id=ticket.request_id, exc_info=outcome)
-
-    async def _settle_counters(
-        self, ticket: Ticket, used_tokens: int, cost: Decimal | None
-    ) -> None:
-        if ticket.rate is not None and ticket.rate.admission is not None:
-            try:
-                await self.limiter.finish(ticket.rate.admission, used_tokens)
-            except LimiterUnavailable:
-                log.warning("rate_limit_settle_failed", request_id=ticket.request_id)
-        if not ticket.is_reserved:
-            return
+        budget_call = (
+            prepare_settle(ticket.request_id, cost or Decimal(0)) if ticket.is_reserved else None
+        )
+        # One script corrects the counters and appends the usage event.
         try:
-            settled = await self.reservations.settle(ticket.request_id, cost or Decimal(0))
+            budget_reply = await self.scripts.settle(rate_call, budget_call, encode(event))
         except LimiterUnavailable:
-            # The reservation's lease expires and frees the hold; the ledger keeps the truth and
-            # the counter is rebuilt from it when it goes missing.
-            log.error("budget_settle_failed", request_id=ticket.request_id)
+            # The leases expire and free the holds; the ledger keeps the truth and a lost
+            # counter is rebuilt from it. The event itself must not be lost.
+            log.warning("usage_stream_unavailable", request_id=ticket.request_id)
+            try:
+                await usage_event_write_direct(event)
+            except Exception:
+                log.exception("usage_event_write_failed", request_id=ticket.request_id)
             return
-        for ref in settled.soft_limit_crossed:
-            await self._soft_limit_alert(ticket, ref)
+        if rate_call is not None:
+            rate_call.applied()
+        if budget_reply is not None:
+            for ref in settle_result(budget_reply).soft_limit_crossed:
+                await self._soft_limit_alert(ticket, ref)
 
     async def _soft_limit_alert(self, ticket: Ticket, ref: BudgetRef) -> None:
         for budget, config in ticket.budgets:
@@ -275,11 +285,11 @@ class Meter:
                     spent_usd=state.spent_usd or Decimal(0),
                 )
 
-    async def _record(self, ctx: RequestContext, ticket: Ticket, cost: Decimal | None) -> None:
+    def _event(self, ctx: RequestContext, ticket: Ticket, cost: Decimal | None) -> UsageEvent:
         caller = ctx.caller
         assert caller is not None
         usage = ctx.final_usage()
-        event = UsageEvent(
+        return UsageEvent(
             event_id=ticket.request_id,
             tenant_id=caller.tenant_id,
             api_key_id=caller.key_id,
@@ -302,11 +312,6 @@ class Meter:
             started_at=ticket.started_at,
             finished_at=datetime.now(UTC),
         )
-        try:
-            await usage_event_append(self.redis, event)
-        except (RedisError, OSError) as exc:
-            log.warning("usage_stream_unavailable", error=type(exc).__name__)
-            await usage_event_write_direct(event)
 
 
 def _max_output_tokens(payload: dict[str, Any], endpoint: str) -> int:

@@ -1,7 +1,20 @@
-"""The Lua scripts of the Redis-backed limiter, budgets and circuit breaker, one file each."""
+"""The Lua scripts of the Redis-backed limiter, budgets, metering and circuit breaker, one file
+each."""
 
 from importlib import resources
 
 
 def load_script(name: str) -> str:
     return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def compose_script(main: str, *parts: str) -> str:
+    """`main` with each of `parts` in front of it as a local function named after its file
+    (rate_admit.lua -> `rate_admit(KEYS, ARGV)`), so one script, one round trip, runs what
+    would otherwise take one each, atomically. A part's top-level `return` becomes the
+    function's."""
+    functions = [
+        f"local function {part.removesuffix('.lua')}(KEYS, ARGV)\n{load_script(part)}\nend\n"
+        for part in parts
+    ]
+    return "".join(functions) + load_script(main)
