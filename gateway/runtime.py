@@ -18,6 +18,7 @@ from gateway.last_used import LastUsedRecorder
 from gateway.metering import Meter
 from gateway.prices import PriceCache
 from gateway.recent_stats import RecentStats
+from gateway.redis_connection import HiredisPackingConnection
 from gateway.resilience import Resilience
 from gateway.routing import Router
 from gateway.targets import Targets
@@ -58,6 +59,7 @@ class Runtime:
                 socket_timeout=settings.REDIS_TIMEOUT_S,
                 socket_connect_timeout=settings.REDIS_TIMEOUT_S,
                 health_check_interval=30,
+                connection_class=HiredisPackingConnection,
             )
             self._redis = Redis(connection_pool=pool)
         return self._redis
