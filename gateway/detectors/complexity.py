@@ -102,7 +102,9 @@ _CONSTRAINT_WORDS = _words(
     """
 )
 _CONSTRAINT_PHRASES = ("at most", "at least", "no more than", "in-place", "o(", "thread-safe")
+# Most frequent first: counting stops once a conversation has clearly enough code.
 _CODE_LINE_MARKERS = ("\n    ", "\n\t", ";\n", "{\n", "\ndef ", "\nclass ", "\nimport ")
+_CODE_LINES_ENOUGH = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,16 @@ def _numbered_items(ask: str) -> int:
     return items + min(3, ask.count("\n- "))
 
 
+def _code_lines_up_to(conversation: str, enough: int) -> int:
+    """Lines that look like code, counted until `enough` (each count is a pass over the text)."""
+    found = 0
+    for marker in _CODE_LINE_MARKERS:
+        found += conversation.count(marker)
+        if found >= enough:
+            break
+    return found
+
+
 def _features(segments: Sequence[Segment]) -> dict[str, float]:
     conversation, _ = bounded("\n\n".join(text for role, text in segments if role != "system"))
     total_chars = sum(len(text) for _, text in segments)
@@ -142,10 +154,11 @@ def _features(segments: Sequence[Segment]) -> dict[str, float]:
     reasoning = (0.55 + 0.15 * (min(strong, 3) - 1) if strong else 0.0) + 0.1 * light
     task = 0.35 if words & _TASK_WORDS else 0.0
 
-    fences = conversation.count("```") // 2
-    code_lines = sum(conversation.count(marker) for marker in _CODE_LINE_MARKERS)
-    code = (0.15 if fences else 0.0) + (0.1 if code_lines >= 3 else 0.0)
-    code += 0.1 if code_lines >= 15 else 0.0
+    first_fence = conversation.find("```")
+    has_fences = first_fence != -1 and conversation.find("```", first_fence + 3) != -1
+    code_lines = _code_lines_up_to(conversation, _CODE_LINES_ENOUGH)
+    code = (0.15 if has_fences else 0.0) + (0.1 if code_lines >= 3 else 0.0)
+    code += 0.1 if code_lines >= _CODE_LINES_ENOUGH else 0.0
     code += 0.2 if words & _CODE_TASK_WORDS else 0.0
 
     math_hits = len(words & _MATH_WORDS)
