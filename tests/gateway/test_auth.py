@@ -101,6 +101,9 @@ def test_repeated_invalid_keys_from_one_address_get_429(
         env={"AICC_AUTH_FAILURES_PER_MINUTE": "3"},
     ).start()
     try:
+        # The guard counts in fixed one-minute windows: don't start just before one ends.
+        while time.time() % 60 > 50:
+            time.sleep(0.5)
         bad_key = "aicc_abcdefghijkl_" + "B" * 38
         statuses = [chat(process.url, bad_key).status_code for _ in range(5)]
         throttled = chat(process.url, bad_key)
