@@ -141,10 +141,11 @@ class Meter:
             if reservation is None or reservation.status != ReserveStatus.COUNTER_MISSING:
                 break
             await self._rebuild(reservation.missing, ticket)
-        if reservation is not None:
-            self._check_reservation(ticket, reservation)
+        # A rate refusal already gave the reservation back inside the script.
         if rate_call is not None and rate_reply is not None:
             ticket.rate = self._check_rate(ctx, rate_call.result(rate_reply))
+        if reservation is not None:
+            self._check_reservation(ticket, reservation)
         # Only admitted requests are metered; refusals are counted by the metrics, not billed.
         ctx.ticket = ticket
 
