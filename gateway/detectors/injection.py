@@ -96,6 +96,10 @@ _DISCUSSION_MARKERS = (
 )
 
 
+# Each distinct marker once, in the order the signals name them.
+_MARKERS = tuple(dict.fromkeys(marker for signal in PHRASE_SIGNALS for marker in signal.markers))
+
+
 @dataclass(frozen=True, slots=True)
 class InjectionResult:
     """Verdict, score in [0, 1) and the names of the signals that fired (never the text)."""
@@ -123,28 +127,61 @@ def _discounted(weight: float, lowered: str, start: int, *, is_discussion: bool)
     return weight
 
 
-def _phrase_weights(lowered: str, *, is_discussion: bool, is_decoded: bool) -> dict[str, float]:
+def _marker_positions(lowered: str) -> dict[str, list[int]]:
+    """The first _MAX_WINDOWS offsets of each phrase marker that occurs in `lowered`.
+
+    Bounded work: a text repeating a marker thousands of times gets its first _MAX_WINDOWS
+    occurrences checked (and the tail, as `bounded` keeps it).
+    """
+    positions: dict[str, list[int]] = {}
+    for marker in _MARKERS:
+        index = lowered.find(marker)
+        if index == -1:
+            continue
+        found = []
+        while index != -1 and len(found) < _MAX_WINDOWS:
+            found.append(index)
+            index = lowered.find(marker, index + len(marker))
+        positions[marker] = found
+    return positions
+
+
+def _phrase_weights(
+    lowered: str,
+    *,
+    is_discussion: bool,
+    is_decoded: bool,
+    positions: dict[str, list[int]] | None = None,
+) -> dict[str, float]:
     """Strongest weight of each phrase signal in lower-cased text, discounted by context.
 
     Decoded and hidden text gets no discount: nobody quotes an attack by encoding it.
+    `positions` is `_marker_positions(lowered)` when the caller already has it.
     """
+    if positions is None:
+        positions = _marker_positions(lowered)
     weights: dict[str, float] = {}
-    positions: dict[str, list[int]] = {}
+    if not positions:
+        return weights
     for signal in PHRASE_SIGNALS:
         before, after = signal.window
         for marker in signal.markers:
-            if marker not in positions:
-                positions[marker] = find_all(lowered, marker)
+            found = positions.get(marker)
+            if found is None:
+                continue
             searched_to = 0
-            # Bounded work: a text repeating a marker thousands of times gets its first
-            # _MAX_WINDOWS occurrences checked (and the tail, as `bounded` keeps it).
-            for index in positions[marker][:_MAX_WINDOWS]:
+            for index in found:
                 if index < searched_to:
                     continue
                 window_start = max(searched_to, index - before)
                 searched_to = index + len(marker) + after
                 if signal.requires and not any(
                     lowered.find(word, window_start, searched_to) != -1 for word in signal.requires
+                ):
+                    continue
+                if (
+                    signal.gate is not None
+                    and signal.gate.search(lowered, window_start, searched_to) is None
                 ):
                     continue
                 match = signal.pattern.search(lowered, window_start, searched_to)
@@ -259,9 +296,14 @@ def detect_injection(text: str) -> InjectionResult:
     if not scanned.isascii():
         scanned = _invisible_weights(scanned, weights).translate(_FOLD_QUOTES)
     lowered = ascii_view(scanned).lower()
-    phrase_weights = _phrase_weights(lowered, is_discussion=False, is_decoded=False)
+    positions = _marker_positions(lowered)
+    phrase_weights = _phrase_weights(
+        lowered, is_discussion=False, is_decoded=False, positions=positions
+    )
     if phrase_weights and _is_discussion(lowered):
-        phrase_weights = _phrase_weights(lowered, is_discussion=True, is_decoded=False)
+        phrase_weights = _phrase_weights(
+            lowered, is_discussion=True, is_decoded=False, positions=positions
+        )
     weights.update(phrase_weights)
     for decoded in _decoded_blobs(scanned):
         if _phrase_weights(decoded, is_discussion=False, is_decoded=True):

@@ -27,6 +27,9 @@ class PhraseSignal:
     pattern: re.Pattern[str]
     # When set, one of these must occur in the window before the (costlier) pattern runs.
     requires: tuple[str, ...] = ()
+    # When set, searched in the window before the pattern; every match of the pattern contains
+    # a match of the gate, so a window without one is skipped with the same result.
+    gate: re.Pattern[str] | None = None
 
 
 PHRASE_SIGNALS: tuple[PhraseSignal, ...] = (
@@ -96,6 +99,12 @@ PHRASE_SIGNALS: tuple[PhraseSignal, ...] = (
     ),
         requires=("you", "pretend", "imagine", "act ", "behave", "role", "unrestricted",
                   "unfiltered", "uncensored", "amoral", "jailbroken", "unaligned"),
+        # "you" alone passes `requires` in most windows around "filter" or "limit" in ordinary
+        # text; the pattern's [^.!?\n]{0,60} spans then cost ~15 us a window.
+        gate=re.compile(
+            r"you\s+(?:are|'re)|unrestricted|unfiltered|uncensored|amoral|jailbroken|unaligned"
+            r"|pretend|imagine|act|behave|role"
+        ),
     ),
     PhraseSignal("role_reassignment", 0.45, ("no longer",), (30, 40), re.compile(
         r"\byou\s+(?:are|'re)\s+(?:now\s+)?no\s+longer\s+(?:an?\s+|the\s+|my\s+)?\w+"
