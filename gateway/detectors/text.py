@@ -20,7 +20,9 @@ def extract_text(messages: Iterable[Mapping[str, Any]]) -> list[Segment]:
     """The text of OpenAI chat messages as (role, text), one entry per text part."""
     segments: list[Segment] = []
     for message in messages:
-        if not isinstance(message, Mapping):
+        # Parsed JSON is plain dicts: dict first, as the Mapping check alone goes through the
+        # ABC machinery (~0.2 us a call, ~5 calls a message).
+        if not isinstance(message, (dict, Mapping)):
             continue
         role = message.get("role")
         role = role if isinstance(role, str) else "user"
@@ -30,7 +32,7 @@ def extract_text(messages: Iterable[Mapping[str, Any]]) -> list[Segment]:
                 segments.append((role, content))
         elif isinstance(content, list):
             for part in content:
-                if isinstance(part, Mapping) and part.get("type") == "text":
+                if isinstance(part, (dict, Mapping)) and part.get("type") == "text":
                     text = part.get("text")
                     if isinstance(text, str) and text:
                         segments.append((role, text))
