@@ -175,13 +175,14 @@ def _phrase_weights(
                     continue
                 window_start = max(searched_to, index - before)
                 searched_to = index + len(marker) + after
-                if signal.requires and not any(
-                    lowered.find(word, window_start, searched_to) != -1 for word in signal.requires
-                ):
-                    continue
+                # The gate (one C-level search, rarely passed) before the literals' Python loop.
                 if (
                     signal.gate is not None
                     and signal.gate.search(lowered, window_start, searched_to) is None
+                ):
+                    continue
+                if signal.requires and not any(
+                    lowered.find(word, window_start, searched_to) != -1 for word in signal.requires
                 ):
                     continue
                 match = signal.pattern.search(lowered, window_start, searched_to)

@@ -102,8 +102,8 @@ PHRASE_SIGNALS: tuple[PhraseSignal, ...] = (
         # "you" alone passes `requires` in most windows around "filter" or "limit" in ordinary
         # text; the pattern's [^.!?\n]{0,60} spans then cost ~15 us a window.
         gate=re.compile(
-            r"you\s+(?:are|'re)|unrestricted|unfiltered|uncensored|amoral|jailbroken|unaligned"
-            r"|pretend|imagine|act|behave|role"
+            r"you\s+(?:are|'re)|act\s|unrestricted|unfiltered|uncensored|amoral|jailbroken"
+            r"|unaligned|pretend|imagine|behave|role"
         ),
     ),
     PhraseSignal("role_reassignment", 0.45, ("no longer",), (30, 40), re.compile(
