@@ -102,7 +102,7 @@ _CONSTRAINT_WORDS = _words(
     """
 )
 _CONSTRAINT_PHRASES = ("at most", "at least", "no more than", "in-place", "o(", "thread-safe")
-# Most frequent first: counting stops once a conversation has clearly enough code.
+# Counted in this order (indentation, the most common, first) until _CODE_LINES_ENOUGH.
 _CODE_LINE_MARKERS = ("\n    ", "\n\t", ";\n", "{\n", "\ndef ", "\nclass ", "\nimport ")
 _CODE_LINES_ENOUGH = 15
 
