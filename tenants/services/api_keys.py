@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ DEFAULT_GRACE = timedelta(hours=24)
 MAX_GRACE = timedelta(days=30)
 # last_used_at is informational; writing it at most once a minute keeps the hot path write-free.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+TOUCH_BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -230,14 +232,22 @@ def api_key_set_expiry(
     return api_key
 
 
-def api_key_touch_last_used(*, key_public_id: str, now: datetime | None = None) -> bool:
-    """Record use; one UPDATE that writes only when the stored value is a minute old or more.
+def api_keys_touch_last_used(
+    *, key_public_ids: Collection[str], now: datetime | None = None
+) -> int:
+    """Record use of these keys: one UPDATE per 500 keys, writing only rows whose stored value
+    is a minute old or more.
 
-    Not audited and no event: it changes nothing a key may do. Returns whether it wrote.
+    Not audited and no event: it changes nothing a key may do. Returns how many rows it wrote.
     """
     now = now_or_default(now)
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
-    return bool(APIKey.objects.filter(stale, public_id=key_public_id).update(last_used_at=now))
+    ids = list(key_public_ids)
+    written = 0
+    for start in range(0, len(ids), TOUCH_BATCH_SIZE):
+        batch = ids[start : start + TOUCH_BATCH_SIZE]
+        written += APIKey.objects.filter(stale, public_id__in=batch).update(last_used_at=now)
+    return written
 
 
 def _record_key_change(

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
 
 from tenants import keys, services
 from tenants.audit import Actor
-from tenants.models import APIKeySecret, AuditEntry, Membership, Tenant
+from tenants.models import APIKey, APIKeySecret, AuditEntry, Membership, Tenant
 from tenants.services import IssuedKey
+from tenants.services import api_keys as api_keys_module
 
 
 def _usable_digests(issued: IssuedKey, at: datetime) -> set[str]:
@@ -68,7 +70,7 @@ def test_rotating_again_never_extends_an_earlier_deadline(key_a: IssuedKey, now:
 
 def test_using_a_key_does_not_extend_any_deadline(key_a: IssuedKey, now: datetime) -> None:
     services.api_key_rotate(api_key=key_a.api_key, grace=timedelta(hours=1), now=now)
-    assert services.api_key_touch_last_used(key_public_id=key_a.api_key.public_id, now=now)
+    assert services.api_keys_touch_last_used(key_public_ids=[key_a.api_key.public_id], now=now)
     old = APIKeySecret.objects.get(digest=keys.digest(key_a.raw_key))
     assert old.deprecated_until == now + timedelta(hours=1)
 
@@ -129,12 +131,18 @@ def test_limits_must_be_positive(tenant_a: Tenant, now: datetime) -> None:
 
 def test_touch_last_used_writes_at_most_once_a_minute(key_a: IssuedKey, now: datetime) -> None:
     public_id = key_a.api_key.public_id
-    assert services.api_key_touch_last_used(key_public_id=public_id, now=now)
-    assert not services.api_key_touch_last_used(
-        key_public_id=public_id, now=now + timedelta(seconds=59)
+    assert services.api_keys_touch_last_used(key_public_ids=[public_id], now=now) == 1
+    assert (
+        services.api_keys_touch_last_used(
+            key_public_ids=[public_id], now=now + timedelta(seconds=59)
+        )
+        == 0
     )
-    assert services.api_key_touch_last_used(
-        key_public_id=public_id, now=now + timedelta(seconds=60)
+    assert (
+        services.api_keys_touch_last_used(
+            key_public_ids=[public_id], now=now + timedelta(seconds=60)
+        )
+        == 1
     )
     key_a.api_key.refresh_from_db()
     assert key_a.api_key.last_used_at == now + timedelta(seconds=60)
@@ -183,3 +191,21 @@ def test_the_last_owner_cannot_be_removed_or_demoted(tenant_a: Tenant, admin_a: 
 def test_a_user_is_a_member_of_a_tenant_once(tenant_a: Tenant, admin_a: object) -> None:
     with pytest.raises(ValidationError):
         services.membership_add(tenant=tenant_a, user=admin_a)  # type: ignore[arg-type]
+
+
+def test_touch_last_used_writes_many_keys_in_batches(
+    tenant_a: Tenant,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+    django_assert_num_queries: Any,
+) -> None:
+    monkeypatch.setattr(api_keys_module, "TOUCH_BATCH_SIZE", 2)
+    issued = [services.api_key_create(tenant=tenant_a, name=f"k{i}", now=now) for i in range(3)]
+    public_ids = [item.api_key.public_id for item in issued]
+
+    with django_assert_num_queries(2):  # 3 keys in batches of 2
+        assert services.api_keys_touch_last_used(key_public_ids=public_ids, now=now) == 3
+
+    assert set(
+        APIKey.objects.filter(public_id__in=public_ids).values_list("last_used_at", flat=True)
+    ) == {now}
