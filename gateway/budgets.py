@@ -68,6 +68,7 @@ from gateway.lua import load_script
 MICRO = Decimal("0.000001")
 PERIOD_RETENTION = timedelta(days=40)
 RECORD_RETENTION_S = 86_400
+PERIOD_PART_CACHE_SIZE = 10_000
 
 __all__ = [
     "Budget",
@@ -174,6 +175,13 @@ class ScriptCall:
 
 
 @dataclass(frozen=True, slots=True)
+class _PeriodPart:
+    ref: BudgetRef
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ReserveCall:
     """One reservation as script keys and arguments; `result` reads the script's reply."""
 
@@ -240,6 +248,7 @@ class BudgetReservations:
         self.clock = clock
         self._reserve = client.register_script(load_script("budget_reserve.lua"))
         self._settle = client.register_script(load_script("budget_settle.lua"))
+        self._period_parts: dict[tuple[Budget, int], _PeriodPart] = {}
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -257,6 +266,36 @@ class BudgetReservations:
         _, end = periods.period_bounds(budget.period, now)
         return int((end - now + PERIOD_RETENTION).total_seconds() * 1000)
 
+    def _period_part(self, budget: Budget, now_s: float, now: datetime) -> _PeriodPart:
+        """The budget's keys and arguments for the period containing `now`: the same for every
+        request of a UTC day (every period is made of whole days), so computed once a day."""
+        cache_key = (budget, int(now_s // 86_400))
+        part = self._period_parts.get(cache_key)
+        if part is None:
+            if len(self._period_parts) >= PERIOD_PART_CACHE_SIZE:
+                self._period_parts.clear()
+            ref = self.ref(budget, now)
+            soft = (
+                -1
+                if budget.soft_limit_pct is None
+                else to_micro(budget.limit_usd * budget.soft_limit_pct / 100)
+            )
+            part = _PeriodPart(
+                ref=ref,
+                keys=tuple(_budget_key(ref, s) for s in ("spent", "reserved", "leases")),
+                # The TTL is taken at the day's first use: later keys of the day live up to a
+                # day past the 40 days of retention, never less.
+                args=(
+                    to_micro(budget.limit_usd, rounding=ROUND_FLOOR),
+                    self._key_ttl_ms(budget, now),
+                    soft,
+                    _budget_key(ref, "soft-alert"),
+                    ref.label,
+                ),
+            )
+            self._period_parts[cache_key] = part
+        return part
+
     def prepare_reserve(
         self,
         request_id: str,
@@ -269,33 +308,23 @@ class BudgetReservations:
         budgets = [b for b in (tenant_budget, key_budget) if b is not None]
         if not budgets:
             return None
-        now = self._now()
+        now_s = self.clock()
+        now = datetime.fromtimestamp(now_s, UTC)
         amount = to_micro(max_cost)
-        refs = tuple(self.ref(b, now) for b in budgets)
+        per_budget = [self._period_part(budget, now_s, now) for budget in budgets]
         keys: list[str] = [_record_key(request_id)]
         args: list[Any] = [
-            int(now.timestamp() * 1000),
+            int(now_s * 1000),
             self.lease_ms,
             request_id,
             amount,
             self.lease_ms + RECORD_RETENTION_S * 1000,
             len(budgets),
         ]
-        for budget, ref in zip(budgets, refs, strict=True):
-            keys += [_budget_key(ref, s) for s in ("spent", "reserved", "leases")]
-            limit = to_micro(budget.limit_usd, rounding=ROUND_FLOOR)
-            soft = (
-                -1
-                if budget.soft_limit_pct is None
-                else to_micro(budget.limit_usd * budget.soft_limit_pct / 100)
-            )
-            args += [
-                limit,
-                self._key_ttl_ms(budget, now),
-                soft,
-                _budget_key(ref, "soft-alert"),
-                ref.label,
-            ]
+        for part in per_budget:
+            keys += part.keys
+            args += part.args
+        refs = tuple(part.ref for part in per_budget)
         return ReserveCall(keys, args, refs)
 
     async def reserve(
