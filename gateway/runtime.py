@@ -18,7 +18,7 @@ from gateway.last_used import LastUsedRecorder
 from gateway.metering import Meter
 from gateway.prices import PriceCache
 from gateway.recent_stats import RecentStats
-from gateway.redis_connection import HiredisPackingConnection
+from gateway.redis_connection import pool_from_url
 from gateway.resilience import Resilience
 from gateway.routing import Router
 from gateway.targets import Targets
@@ -52,14 +52,14 @@ class Runtime:
         if self._redis is None:
             # A blocking pool: a burst waits briefly for a free connection instead of failing
             # (redis-py's plain pool raises MaxConnectionsError when full).
-            pool = BlockingConnectionPool.from_url(
+            pool = pool_from_url(
+                BlockingConnectionPool,
                 settings.REDIS_URL,
                 max_connections=settings.AICC_REDIS_MAX_CONNECTIONS,
                 timeout=settings.REDIS_TIMEOUT_S,
                 socket_timeout=settings.REDIS_TIMEOUT_S,
                 socket_connect_timeout=settings.REDIS_TIMEOUT_S,
                 health_check_interval=30,
-                connection_class=HiredisPackingConnection,
             )
             self._redis = Redis(connection_pool=pool)
         return self._redis

@@ -7,7 +7,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from gateway.redis_connection import HiredisPackingConnection
+from gateway.redis_connection import (
+    HiredisPackingConnection,
+    HiredisPackingSSLConnection,
+    HiredisPackingUnixConnection,
+    pool_from_url,
+)
 
 pytestmark = pytest.mark.smoke
 
@@ -31,9 +36,25 @@ def test_refuses_what_redis_py_refuses() -> None:
         HiredisPackingConnection().pack_command("SET", "k", None)
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/3", HiredisPackingConnection),
+        ("unix:///tmp/redis.sock?db=3", HiredisPackingUnixConnection),
+        ("rediss://127.0.0.1:6380/3", HiredisPackingSSLConnection),
+    ],
+)
+def test_every_url_scheme_gets_a_packing_connection(url: str, expected: type) -> None:
+    pool = pool_from_url(aioredis.BlockingConnectionPool, url, max_connections=4)
+    assert pool.connection_class is expected
+    assert pool.connection_kwargs["db"] == 3
+    assert pool.max_connections == 4
+
+
 async def test_talks_to_a_real_redis(redis_url: str) -> None:
-    pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=HiredisPackingConnection)
-    assert pool.connection_class is HiredisPackingConnection
+    """On CI a TCP Redis, on the embedded defaults a unix socket."""
+    pool = pool_from_url(aioredis.ConnectionPool, redis_url)
+    assert pool.connection_class in (HiredisPackingConnection, HiredisPackingUnixConnection)
     client = aioredis.Redis(connection_pool=pool)
     try:
         await client.set("aicc:test:packing", "é" * 3, px=10_000)
