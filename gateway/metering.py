@@ -47,10 +47,10 @@ from gateway.limits import (
     RatePolicy,
     Scope,
     ScopeLimits,
-    rate_limit_headers,
 )
 from gateway.meter_scripts import MeterScripts
 from gateway.prices import PriceCache
+from gateway.rate_limit_headers import rate_limit_headers
 from gateway.recovery import budget_counter_rebuild, budget_from_config, usage_event_write_direct
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from gateway.limits import (
     RatePolicy,
     Scope,
     ScopeLimits,
-    rate_limit_headers,
     rl_key,
 )
+from gateway.rate_limit_headers import rate_limit_headers
 from tests.clock import FakeClock
 
 START_S = 1_795_000_000.0  # 2026-11-17, any fixed instant works
