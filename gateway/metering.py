@@ -274,7 +274,10 @@ class Meter:
             rate_call.applied()
         if budget_reply is not None:
             for ref in settle_result(budget_reply).soft_limit_crossed:
-                await self._soft_limit_alert(ticket, ref)
+                try:
+                    await self._soft_limit_alert(ticket, ref)
+                except Exception:  # the charge is done; an alert must not fail the request
+                    log.exception("soft_limit_alert_failed", request_id=ticket.request_id)
 
     async def _soft_limit_alert(self, ticket: Ticket, ref: BudgetRef) -> None:
         for budget, config in ticket.budgets:
