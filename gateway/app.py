@@ -64,8 +64,7 @@ class GatewayApp:
         finally:
             await self._after_response(ctx)
             if ctx.ticket is not None:
-                # Shielded: a server shutting down must not cancel the charge for work done.
-                await asyncio.shield(self.runtime.meter.settle(ctx))
+                await self._settle(ctx)
             self._log_completed(request, ctx)
             self._observe(ctx)
             structlog.contextvars.clear_contextvars()
@@ -123,6 +122,13 @@ class GatewayApp:
                 await work
             except Exception:  # never at the expense of the settlement that follows
                 log.exception("after_response_failed")
+
+    async def _settle(self, ctx: RequestContext) -> None:
+        try:
+            # Shielded: a server shutting down must not cancel the charge for work done.
+            await asyncio.shield(self.runtime.meter.settle(ctx))
+        except Exception:  # a bug of ours: the request log line and metrics still follow
+            log.exception("settle_failed")
 
     def _observe(self, ctx: RequestContext) -> None:
         """Metrics, recent-traffic stats and the Langfuse trace: in-memory only, never raises
