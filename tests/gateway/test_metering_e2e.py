@@ -240,6 +240,35 @@ def test_budgets_fail_closed_without_redis_and_recover_from_the_ledger(
     assert '"budget_counter_rebuilt"' in process.log()
 
 
+def test_rate_limits_fail_open_when_configured_and_usage_reaches_the_ledger_without_redis(
+    dollar_per_request: None,
+    tenant_a: Tenant,
+    fake_upstream: FakeUpstream,
+    redis_server: RedisServer,
+) -> None:
+    """AICC_RATE_LIMIT_FAIL_OPEN=true and no budget: with Redis stopped the request is served,
+    and its usage event, which the stream cannot take, is written to the ledger directly."""
+    key = api_key_create(tenant=tenant_a, name="fail-open", rpm_limit=100)
+    process = GatewayProcess(
+        upstream_url=fake_upstream.url,
+        redis_url=redis_server.url,
+        env={"AICC_REDIS_TIMEOUT_S": "0.5", "AICC_RATE_LIMIT_FAIL_OPEN": "true"},
+    ).start()
+    url = f"{process.url}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {key.raw_key}"}
+    try:
+        assert httpx.post(url, headers=headers, json=CHAT).status_code == 200
+        redis_server.stop()
+        served = httpx.post(url, headers=headers, json=CHAT, timeout=10)
+        correlation_id = served.headers["x-correlation-id"]
+    finally:
+        process.stop()
+    assert served.status_code == 200, served.text
+    record = UsageRecord.objects.get(correlation_id=correlation_id)
+    assert (record.status_code, record.cost_usd) == (200, Decimal(1))
+    assert '"usage_event_written_directly"' in process.log()
+
+
 def test_rebuild_budget_counters_restores_lost_counters_from_the_ledger(
     dollar_per_request: None, tenant_a: Tenant, two_gateways: object, redis_client: redis.Redis
 ) -> None:
