@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.detectors.privacy import BUILTIN_KINDS, TENANT_KIND_PREFIX, compile_tenant_patterns
+from gateway.detectors.privacy import compile_tenant_patterns
+from gateway.detectors.privacy_patterns import BUILTIN_KINDS, TENANT_KIND_PREFIX
 
 AUTO = "auto"
 ANY_TENANT_KIND = TENANT_KIND_PREFIX + "*"

@@ -31,7 +31,7 @@ from gateway.detectors import (
     join_segments,
     score_complexity,
 )
-from gateway.detectors.privacy import TENANT_KIND_PREFIX
+from gateway.detectors.privacy_patterns import TENANT_KIND_PREFIX
 from gateway.policy_schema import ANY_TENANT_KIND, AUTO, Action, Conditions, Policy
 
 REQUESTED = "requested"

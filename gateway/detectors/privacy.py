@@ -24,83 +24,39 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from gateway.detectors.checksums import IBAN_LENGTHS, iban_is_valid, luhn_is_valid, ssn_is_valid
+from gateway.detectors.privacy_patterns import (
+    CARD_RE,
+    COLON_PAIR_RE,
+    CONTEXT_PHONE_RE,
+    EMAIL,
+    EMAIL_RE,
+    HEX_COLON,
+    HEX_DIGITS,
+    IBAN,
+    IBAN_RE,
+    INTL_PHONE_RE,
+    IP_ADDRESS,
+    IPV4_RE,
+    IPV6_RE,
+    JWT,
+    JWT_RE,
+    KEYWORD_REACH,
+    LOCAL_PART_CHARS,
+    NANP_PHONE_RE,
+    NUMBER_RUN_RE,
+    PAYMENT_CARD,
+    PHONE,
+    PHONE_WORDS,
+    SECRET_KINDS,
+    SECRET_RES,
+    SSN_CONTEXT_RE,
+    SSN_RE,
+    TENANT_KIND_PREFIX,
+    TENANT_NAME_RE,
+    US_SSN,
+    VERSION_BEFORE_RE,
+)
 from gateway.detectors.text import ascii_view, bounded, find_all
-
-EMAIL = "email"
-PHONE = "phone"
-PAYMENT_CARD = "payment_card"
-IBAN = "iban"
-US_SSN = "us_ssn"
-IP_ADDRESS = "ip_address"
-AWS_ACCESS_KEY = "aws_access_key"
-OPENAI_KEY = "openai_key"
-GITHUB_TOKEN = "github_token"
-SLACK_TOKEN = "slack_token"
-PRIVATE_KEY = "private_key"
-JWT = "jwt"
-
-PERSONAL_KINDS = frozenset({EMAIL, PHONE, PAYMENT_CARD, IBAN, US_SSN, IP_ADDRESS})
-SECRET_KINDS = frozenset({AWS_ACCESS_KEY, OPENAI_KEY, GITHUB_TOKEN, SLACK_TOKEN, PRIVATE_KEY, JWT})
-BUILTIN_KINDS = PERSONAL_KINDS | SECRET_KINDS
-TENANT_KIND_PREFIX = "tenant:"
-
-# Every pattern starts with a negative look-behind on its own character class, so a search
-# tries each run of candidate characters once instead of from every position inside it.
-_EMAIL_RE = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
-)
-_CARD_RE = re.compile(
-    r"(?<![\d.,-])[2-6](?:\d{3}([ -]?)\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?"
-    r"|\d{3}([ -]?)\d{6}\2\d{4,5})(?![\d-]|[.,]\d)"
-)
-_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}(?![a-z0-9])")
-_SSN_RE = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
-_SSN_CONTEXT_RE = re.compile(
-    r"(?i:\b(?:ssn|social security(?: number| no\.?)?))\W{0,5}(?:is\W{1,3})?(\d{9})(?!\d)"
-)
-_INTL_PHONE_RE = re.compile(
-    r"(?<![\w+])\+(?:[1-9]\d{7,14}"
-    r"|[1-9]\d{0,3}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8}|[ .-]\d{1,8}){1,6})(?![\w]|[.-]\d)"
-)
-_NANP_PHONE_RE = re.compile(
-    r"(?<![\w+.-])(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}"
-    r"(?![\w-]|\.\d)"
-)
-_CONTEXT_PHONE_RE = re.compile(
-    r"(?i:\b(?:phone|telephone|tel|mobile|cell|fax|whatsapp|call(?: me)?(?: at| on)?)\b)"
-    r"(?i:\s*(?:no\.?|number|nr\.?|#))?[:.\s-]{0,3}(\+?\(?\d[\d ().-]{5,18}\d)(?![\w-]|\.\d)"
-)
-_IPV4_RE = re.compile(
-    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-    r"(?![\w]|\.\d)"
-)
-_VERSION_BEFORE_RE = re.compile(
-    r"(?i:\b(?:version|ver|release|build|firmware|driver|kernel)\s*[:#]?\s*|[=~<>!]=\s*|@)$"
-)
-_IPV6_RE = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?"
-    r"(?![\w:])"
-)
-_SECRET_RES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = (
-    # (kind, literal-led finder that the engine searches at C speed, full pattern)
-    (AWS_ACCESS_KEY, re.compile(r"A(?:KIA|SIA)"),
-     re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")),
-    (OPENAI_KEY, re.compile(r"sk-"), re.compile(
-        r"(?<![\w-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]{0,80}\d)[A-Za-z0-9_-]{20,}"
-    )),
-    (GITHUB_TOKEN, re.compile(r"gh[pousr]_|github_pat_"), re.compile(
-        r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,251})(?![\w])"
-    )),
-    (SLACK_TOKEN, re.compile(r"xox[abposr]-"),
-     re.compile(r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}")),
-    (PRIVATE_KEY, re.compile(r"-----BEGIN "),
-     re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----")),
-)  # fmt: skip
-# Scanned after the other secrets, from its "J": a capital J is rare in prose and code, and
-# str.find of one character runs at memchr speed, ~30x a search for "eyJ" (~1 ns a character).
-_JWT_RE = re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*")
-_TENANT_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +92,7 @@ class TenantPattern:
 def _compile_tenant_patterns(patterns: tuple[tuple[str, str], ...]) -> tuple[TenantPattern, ...]:
     compiled = []
     for name, regex in patterns:
-        if not _TENANT_NAME_RE.fullmatch(name):
+        if not TENANT_NAME_RE.fullmatch(name):
             raise ValueError(f"tenant pattern name {name!r} must be 1-64 of [A-Za-z0-9_.-]")
         try:
             compiled.append(TenantPattern(name=name, pattern=re.compile(regex)))
@@ -204,7 +160,7 @@ _ZERO = ord("0")
 
 def _scan_secrets(scan: _Scan) -> None:
     text = scan.text
-    for kind, finder, pattern in _SECRET_RES:
+    for kind, finder, pattern in SECRET_RES:
         position = 0
         while (found := finder.search(text, position)) is not None:
             match = pattern.match(text, found.start())
@@ -227,14 +183,14 @@ def _scan_digit_runs(scan: _Scan) -> None:
         if not spans.overlaps(index, run_end):
             # A card has 13+ digits within its 23 characters; a year or an amount does not.
             if text[index] in "23456" and shape.count(b"0", index, index + 23) >= 13:
-                card = _CARD_RE.match(text, index)
+                card = CARD_RE.match(text, index)
                 if card is not None:
                     digits = _digits(card.group())
                     if 13 <= len(digits) <= 19 and luhn_is_valid(digits):
                         scan.add(PAYMENT_CARD, *card.span())
             before = shape[max(0, index - 7) : index]
             if before in (b"000-00-", b"000 00 "):
-                ssn = _SSN_RE.match(text, index - 7)
+                ssn = SSN_RE.match(text, index - 7)
                 if (
                     ssn is not None
                     and not spans.overlaps(*ssn.span())
@@ -242,7 +198,7 @@ def _scan_digit_runs(scan: _Scan) -> None:
                 ):
                     scan.add(US_SSN, *ssn.span())
             elif before[-4:-1] == b"000" and before[-1:] in (b" ", b".", b"-"):
-                phone = _NANP_PHONE_RE.search(text, max(0, index - 16), run_end + 1)
+                phone = NANP_PHONE_RE.search(text, max(0, index - 16), run_end + 1)
                 if phone is not None and not spans.overlaps(*phone.span()):
                     scan.add(PHONE, *phone.span())
         index = shape.find(b"0000", run_end)
@@ -255,7 +211,7 @@ def _scan_jwts(scan: _Scan) -> None:
         if not text.startswith("ey", index - 2):
             index = text.find("J", index + 1)
             continue
-        match = _JWT_RE.match(text, index - 2)
+        match = JWT_RE.match(text, index - 2)
         if match is None:
             index = text.find("J", index + 3)
             continue
@@ -267,7 +223,7 @@ def _scan_ibans(scan: _Scan) -> None:
     shape = scan.shape
     index = shape.find(b"AA00")
     while index != -1:
-        match = _IBAN_RE.match(scan.text, index)
+        match = IBAN_RE.match(scan.text, index)
         index = shape.find(b"AA00", index + 4)
         if match is None or scan.spans.overlaps(*match.span()):
             continue
@@ -287,10 +243,10 @@ def _number_windows(view: str, shape: bytes) -> list[tuple[int, str]]:
     search on the shape finds every candidate; in prose there are few or none.
     """
     windows = []
-    for run in _NUMBER_RUN_RE.finditer(shape):
+    for run in NUMBER_RUN_RE.finditer(shape):
         start, end = run.span()
         if shape.count(b"0", start, end) >= 7:
-            window_start = max(0, start - _KEYWORD_REACH)
+            window_start = max(0, start - KEYWORD_REACH)
             windows.append((window_start, view[window_start:start].lower()))
     return windows
 
@@ -322,14 +278,14 @@ def _scan_keyword_numbers(scan: _Scan) -> None:
         else:
             positions = find_all(lowered, keyword)
         for index in positions:
-            match = _SSN_CONTEXT_RE.match(text, index, index + 60)
+            match = SSN_CONTEXT_RE.match(text, index, index + 60)
             if match is None or scan.spans.overlaps(*match.span(1)):
                 continue
             number = match.group(1)
             if ssn_is_valid(number[:3], number[3:5], number[5:]):
                 scan.add(US_SSN, *match.span(1))
     for index in find_all(text, "+"):
-        match = _INTL_PHONE_RE.match(text, index)
+        match = INTL_PHONE_RE.match(text, index)
         if (
             match is not None
             and not scan.spans.overlaps(*match.span())
@@ -338,11 +294,11 @@ def _scan_keyword_numbers(scan: _Scan) -> None:
             scan.add(PHONE, *match.span())
     if not windows:
         return
-    for keyword in _PHONE_WORDS:
+    for keyword in PHONE_WORDS:
         for index in _keyword_positions(keyword, windows):
             if scan.shape.find(b"0", index, index + 30) == -1:
                 continue
-            match = _CONTEXT_PHONE_RE.match(text, index, index + 60)
+            match = CONTEXT_PHONE_RE.match(text, index, index + 60)
             if match is None or scan.spans.overlaps(*match.span(1)):
                 continue
             if 7 <= len(_digits(match.group(1))) <= 15:
@@ -356,11 +312,11 @@ def _scan_emails(scan: _Scan) -> None:
         # Walk back over the local part by hand: a regex search around every "@" (decorators,
         # handles) would cost a scan of the whole window each time.
         start = index
-        while start > max(previous_end, index - 64) and text[start - 1] in _LOCAL_PART_CHARS:
+        while start > max(previous_end, index - 64) and text[start - 1] in LOCAL_PART_CHARS:
             start -= 1
         if start == index:
             continue
-        match = _EMAIL_RE.match(text, start, index + 256)
+        match = EMAIL_RE.match(text, start, index + 256)
         # A token in a URL's userinfo (https://ghp_...@github.com) is a secret, not an address.
         if match is not None and not scan.spans.overlaps(*match.span()):
             scan.add(EMAIL, *match.span())
@@ -375,12 +331,12 @@ def _scan_ips(scan: _Scan) -> None:
         if shape.count(b".", index, index + 13) < 2:
             index = shape.find(b"0.0", index + 1)
             continue
-        match = _IPV4_RE.search(text, max(0, index - 3), index + 16)
+        match = IPV4_RE.search(text, max(0, index - 3), index + 16)
         if match is None or match.end() <= index:
             index = shape.find(b"0.0", index + 1)
             continue
         start, end = match.span()
-        if not scan.spans.overlaps(start, end) and not _VERSION_BEFORE_RE.search(
+        if not scan.spans.overlaps(start, end) and not VERSION_BEFORE_RE.search(
             scan.view, max(0, start - 20), start
         ):
             scan.add(IP_ADDRESS, start, end)
@@ -388,7 +344,7 @@ def _scan_ips(scan: _Scan) -> None:
     # Every colon of an address has a neighbour colon with at most four hex digits between;
     # the lone colons of times, labels and "key: value" are never looked at.
     candidates: set[int] = set()
-    for pair in _COLON_PAIR_RE.finditer(text):
+    for pair in COLON_PAIR_RE.finditer(text):
         candidates.add(pair.start())
         candidates.add(pair.start(1))
     previous_end = 0
@@ -396,9 +352,9 @@ def _scan_ips(scan: _Scan) -> None:
         if index < previous_end or index + 1 >= len(text):
             continue
         after = text[index + 1]
-        if not (after == ":" or after in _HEX_DIGITS) or text[index - 1] not in _HEX_COLON:
+        if not (after == ":" or after in HEX_DIGITS) or text[index - 1] not in HEX_COLON:
             continue
-        match = _IPV6_RE.search(text, max(previous_end, index - 40), index + 48)
+        match = IPV6_RE.search(text, max(previous_end, index - 40), index + 48)
         if match is None or not match.start() <= index < match.end():
             continue
         previous_end = match.end()
@@ -410,18 +366,6 @@ def _scan_ips(scan: _Scan) -> None:
         except ValueError:
             continue
         scan.add(IP_ADDRESS, *match.span())
-
-
-_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "fax", "whatsapp", "call")
-# First to last digit of a run of digits, " ().-" and non-ASCII ("?"); 7 characters at least.
-_NUMBER_RUN_RE = re.compile(rb"0[0 ().?-]{5,}0")
-# A keyword's match ends within 60 characters of its start and the number has 7 digits, so the
-# keyword starts at most 53 characters before the number's first digit; 64 leaves room.
-_KEYWORD_REACH = 64
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-_LOCAL_PART_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
-_HEX_COLON = _HEX_DIGITS | {":"}
-_COLON_PAIR_RE = re.compile(r":(?=[0-9A-Fa-f]{0,4}(:))")
 
 
 def detect_pii(text: str, *, tenant_patterns: Sequence[tuple[str, str]] = ()) -> PrivacyResult:
