@@ -68,6 +68,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.breaker_local import LocalState, Reply
 from gateway.lua import load_script
 
 log = structlog.get_logger(__name__)
@@ -101,72 +102,6 @@ class Decision:
 
 
 _ALLOWED = Decision(is_allowed=True)
-_Reply = tuple[str, int, int]
-
-
-@dataclass(slots=True)
-class _LocalState:
-    """The scripts' state machine on process memory, used only while Redis is unreachable."""
-
-    is_open: bool = False
-    failures: int = 0
-    open_until_ms: int = 0
-    timeout_ms: int = 0
-    probe_token: str = ""
-    probe_until_ms: int = 0
-
-    def allow(self, now_ms: int, token: str, lease_ms: int) -> _Reply:
-        if not self.is_open:
-            return ("closed", 0, self.failures)
-        if now_ms < self.open_until_ms:
-            return ("open", self.open_until_ms, 0)
-        if self.probe_token and now_ms < self.probe_until_ms:
-            return ("probing", self.probe_until_ms, 0)
-        outcome = "probe_after_lapsed_lease" if self.probe_token else "probe"
-        self.probe_token, self.probe_until_ms = token, now_ms + lease_ms
-        return (outcome, self.open_until_ms, self.timeout_ms)
-
-    def failure(self, now_ms: int, token: str, threshold: int, base_ms: int, max_ms: int) -> _Reply:
-        if self.is_open:
-            if not token or token != self.probe_token:
-                return ("ignored", 0, 0)
-            self.timeout_ms = min(self.timeout_ms * 2, max_ms)
-            self.open_until_ms = now_ms + self.timeout_ms
-            self.probe_token, self.probe_until_ms = "", 0
-            return ("reopened", self.open_until_ms, self.timeout_ms)
-        self.failures += 1
-        if self.failures < threshold:
-            return ("counted", 0, self.failures)
-        self.is_open, self.timeout_ms, self.open_until_ms = True, base_ms, now_ms + base_ms
-        return ("opened", self.open_until_ms, self.timeout_ms)
-
-    def success(self, token: str) -> _Reply:
-        if self.is_open and (not token or token != self.probe_token):
-            return ("ignored", 0, 0)
-        outcome = "closed" if self.is_open else "reset"
-        self.is_open, self.failures, self.open_until_ms, self.timeout_ms = False, 0, 0, 0
-        self.probe_token, self.probe_until_ms = "", 0
-        return (outcome, 0, 0)
-
-    def release(self, token: str) -> _Reply:
-        if token and token == self.probe_token:
-            self.probe_token, self.probe_until_ms = "", 0
-            return ("released", 0, 0)
-        return ("ignored", 0, 0)
-
-    @classmethod
-    def from_hash(cls, fields: dict[bytes, bytes]) -> _LocalState:
-        def number(name: str) -> int:
-            return int(fields.get(name.encode(), b"0"))
-
-        return cls(
-            is_open=fields.get(b"state") == b"open",
-            failures=number("failures"),
-            open_until_ms=number("open_until_ms"),
-            timeout_ms=number("timeout_ms"),
-            probe_token=fields.get(b"probe_token", b"").decode(),
-            probe_until_ms=number("probe_until_ms"),
-        )
 
 
 class CircuitBreaker:
@@ -224,7 +159,7 @@ class CircuitBreaker:
         self._closed_seen_at_ms: int | None = None
         # Bumped whenever that view is dropped; a reply sent before the drop must not restore it.
         self._closed_epoch = 0
-        self._local = _LocalState()
+        self._local = LocalState()
         self._is_redis_down = False
         self._redis_retry_at_s = 0.0
 
@@ -322,7 +257,7 @@ class CircuitBreaker:
             try:
                 async with asyncio.timeout(self._redis_timeout_s):
                     fields = await self._redis.hgetall(self._key)  # bytes: no decoding
-                    state = _LocalState.from_hash(cast(dict[bytes, bytes], fields))
+                    state = LocalState.from_hash(cast(dict[bytes, bytes], fields))
             except _REDIS_DOWN_ERRORS:
                 is_shared = False
         now_ms = self._now_ms()
@@ -373,8 +308,8 @@ class CircuitBreaker:
             self.on_transition(self.name, old, new)
 
     async def _run(
-        self, script: str, args: Sequence[str | int], local_step: Callable[[_LocalState], _Reply]
-    ) -> _Reply:
+        self, script: str, args: Sequence[str | int], local_step: Callable[[LocalState], Reply]
+    ) -> Reply:
         if self._is_redis_down:
             if self.clock() < self._redis_retry_at_s:
                 return local_step(self._local)
@@ -398,7 +333,7 @@ class CircuitBreaker:
             return local_step(self._local)
         if self._is_redis_down:
             self._is_redis_down = False
-            self._local = _LocalState()
+            self._local = LocalState()
             self._forget_closed()
             log.warning("breaker_redis_recovered", upstream=self.name)
         outcome, deadline_ms, number = reply
