@@ -46,11 +46,20 @@ class MeterScripts:
         self.timeout_s = timeout_s
         self._admit = client.register_script(
             compose_script(
-                "meter_admit.lua", "rate_admit.lua", "budget_reserve.lua", "budget_settle.lua"
+                "meter_admit.lua",
+                "rate_admit.lua",
+                "budget_reserve.lua",
+                "budget_settle.lua",
+                prelude="meter_layout.lua",
             )
         )
         self._settle = client.register_script(
-            compose_script("meter_settle.lua", "rate_finish.lua", "budget_settle.lua")
+            compose_script(
+                "meter_settle.lua",
+                "rate_finish.lua",
+                "budget_settle.lua",
+                prelude="meter_layout.lua",
+            )
         )
 
     async def admit(
