@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 import redis
-import redis.asyncio as aioredis
 
 STREAM = "aicc:usage"
 DEAD_LETTER_STREAM = "aicc:usage:dead"
@@ -169,10 +168,7 @@ def _datetime(name: str, value: Any) -> datetime:
     return moment.astimezone(UTC)
 
 
-async def usage_event_append(redis: aioredis.Redis, event: UsageEvent) -> None:
-    """Append one event to the usage stream (the hot path's only billing write)."""
-    await redis.xadd(STREAM, {FIELD: encode(event)})
-
-
 def usage_event_append_sync(client: redis.Redis, event: UsageEvent) -> None:
+    """Append one event to the usage stream. The gateway appends inside its settlement script
+    (gateway.meter_scripts); this is for tools and tests."""
     client.xadd(STREAM, {FIELD: encode(event)})

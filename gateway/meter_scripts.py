@@ -18,10 +18,10 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from billing.events import FIELD, STREAM
-from gateway.limits import LimiterUnavailable, guarded
+from gateway.limits import guarded
 from gateway.lua import compose_script
 
-__all__ = ["LimiterUnavailable", "MeterScripts"]
+__all__ = ["MeterScripts"]
 
 
 class Call(Protocol):
@@ -66,7 +66,7 @@ class MeterScripts:
         self, rate: Call | None, budget: Call | None
     ) -> tuple[list[Any] | None, list[Any] | None]:
         """Run the reservation, then the rate check; returns (rate reply, budget reply), None
-        for a part that did not run."""
+        for a part that did not run. Redis failures raise gateway.limits.LimiterUnavailable."""
         keys, args = _layout(rate, budget)
         budget_reply, rate_reply = await guarded(self._admit(keys=keys, args=args), self.timeout_s)
         return (rate_reply or None), (budget_reply or None)

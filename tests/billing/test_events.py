@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from billing import events
-from billing.events import MalformedEvent, decode, encode, usage_event_append
+from billing.events import MalformedEvent, decode, encode
+from gateway.meter_scripts import MeterScripts
 from tests.billing.conftest import MakeEvent
 
 
@@ -63,11 +64,11 @@ def test_naive_datetimes_are_refused_by_the_producer(make_event: MakeEvent) -> N
         encode(event)
 
 
-async def test_async_append_adds_one_entry_to_the_usage_stream(
+async def test_the_gateway_settlement_adds_one_entry_to_the_usage_stream(
     aredis: aioredis.Redis, make_event: MakeEvent
 ) -> None:
     event = make_event(started_at=datetime(2026, 3, 2, 11, 0, tzinfo=UTC))
-    await usage_event_append(aredis, event)
+    await MeterScripts(aredis, timeout_s=1.0).settle(None, None, encode(event))
     entries = await aredis.xrange(events.STREAM)
     assert len(entries) == 1
     assert decode(entries[0][1][events.FIELD]) == event
