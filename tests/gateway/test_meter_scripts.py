@@ -17,7 +17,7 @@ from gateway.budgets import (
     prepare_settle,
     settle_result,
 )
-from gateway.limits import RateLimiter, RatePolicy, Scope, ScopeLimits, rl_key
+from gateway.limits import AdmitCall, RateLimiter, RatePolicy, Scope, ScopeLimits, rl_key
 from gateway.meter_scripts import MeterScripts
 from tests.clock import FakeClock
 
@@ -37,7 +37,7 @@ def parts(aredis: aioredis.Redis) -> tuple[RateLimiter, BudgetReservations, Mete
     )
 
 
-def one_per_minute(limiter: RateLimiter, request_id: str):
+def one_per_minute(limiter: RateLimiter, request_id: str) -> AdmitCall:
     return limiter.prepare_admit(
         request_id=request_id,
         key=ScopeLimits(Scope.KEY, "k1", RatePolicy(requests_per_minute=1, max_concurrent=5)),
