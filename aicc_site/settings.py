@@ -144,6 +144,8 @@ AICC_BREAKER_CLOSED_CACHE_S = env_float("AICC_BREAKER_CLOSED_CACHE_S", 0.25, min
 AICC_BREAKER_MAX_RESET_TIMEOUT_S = env_float(
     "AICC_BREAKER_MAX_RESET_TIMEOUT_S", 300.0, minimum=0.001
 )
+# 0 leaves the garbage collector as Python sets it (gateway.gc_tuning).
+AICC_GC_GEN0_THRESHOLD = env_int("AICC_GC_GEN0_THRESHOLD", 20000, minimum=0)
 AICC_MAX_BODY_BYTES = env_int("AICC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 # Response cache (gateway.cache): exact-match answers per tenant, in Redis.
 AICC_CACHE_ENABLED = env_bool("AICC_CACHE_ENABLED", True)

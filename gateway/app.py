@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from django.conf import settings
 
-from gateway import health, metrics, views
+from gateway import gc_tuning, health, metrics, views
 from gateway.context import RequestContext
 from gateway.correlation import correlation_id_from
 from gateway.errors import GatewayError, render
@@ -39,6 +39,7 @@ class GatewayApp:
 
     async def startup(self) -> None:
         await self.runtime.start()
+        gc_tuning.tune_for_serving()
 
     async def shutdown(self) -> None:
         await self.runtime.stop()
