@@ -4,7 +4,8 @@ Admission (budget reservation + rate limits) and settlement (token correction, c
 slot, budget charge, usage event) each run as ONE script composed from the limiter's and the
 budgets' own scripts (gateway.lua.compose_script), so the hot path pays two round trips per
 request instead of five, and each phase is atomic: a rate refusal leaves no reservation
-behind, and no other request can slip between the parts.
+behind, and no other request can slip between the parts. Calls made by concurrent requests in
+the same turn of the event loop share one pipelined round trip (gateway.script_batch).
 
 The parts' keys and arguments come from `RateLimiter.prepare_*` and
 `BudgetReservations.prepare_*`, and their replies are read by the same code as when each
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 from billing.events import FIELD, STREAM
 from gateway.limits import guarded
 from gateway.lua import compose_script
+from gateway.script_batch import ScriptBatcher
 
 __all__ = ["MeterScripts"]
 
@@ -44,6 +46,8 @@ def _layout(first: Call | None, second: Call | None) -> tuple[list[str], list[An
 class MeterScripts:
     def __init__(self, client: Redis, *, timeout_s: float) -> None:
         self.timeout_s = timeout_s
+        # Calls of concurrent requests share round trips (gateway.script_batch).
+        self._batcher = ScriptBatcher(client.connection_pool)
         self._admit = client.register_script(
             compose_script(
                 "meter_admit.lua",
@@ -68,7 +72,9 @@ class MeterScripts:
         """Run the reservation, then the rate check; returns (rate reply, budget reply), None
         for a part that did not run. Redis failures raise gateway.limits.LimiterUnavailable."""
         keys, args = _layout(rate, budget)
-        budget_reply, rate_reply = await guarded(self._admit(keys=keys, args=args), self.timeout_s)
+        budget_reply, rate_reply = await guarded(
+            self._batcher.run(self._admit, keys, args), self.timeout_s
+        )
         return (rate_reply or None), (budget_reply or None)
 
     async def settle(
@@ -78,5 +84,7 @@ class MeterScripts:
         keys, args = _layout(rate, budget)
         keys.append(STREAM)
         args += [FIELD, event]
-        _freed, budget_reply = await guarded(self._settle(keys=keys, args=args), self.timeout_s)
+        _freed, budget_reply = await guarded(
+            self._batcher.run(self._settle, keys, args), self.timeout_s
+        )
         return budget_reply or None
