@@ -5,8 +5,9 @@ burst of upstream answers wakes them together). Each call through `Redis.execute
 pays redis-py's per-call machinery: a pool checkout under a lock, a timed write, a timed read,
 observability hooks. Here the first call of a turn starts a sender task; every call made before
 that task runs joins its batch, and the batch goes out on one pooled connection as one write,
-its replies read back in order. Measured on the benchmark machine (5,000 43-argument EVALSHAs):
-~200 µs of client CPU per call alone, ~70 µs each in batches of 4, ~40 µs in batches of 8.
+its replies read back in order. Measured on the benchmark machine (4,000 EVALSHAs of 48 keys
+and arguments): ~200 µs of client CPU per call alone, ~70 µs each in batches of 4, ~40 µs in
+batches of 8.
 
 Redis runs the scripts one after another exactly as if they had been sent separately: each is
 still atomic on its own, and a reply that is an error reaches only its caller. A connection
