@@ -206,8 +206,10 @@ def start_gateway(
     redis_url: str,
     upstream_url: str,
     api_key: str,
+    extra_env: dict[str, str] | None = None,
 ) -> Served:
     env = gateway_env(database_url=database_url, redis_url=redis_url, upstream_url=upstream_url)
+    env.update(extra_env or {})
     served = start_uvicorn(name, "aicc_site.asgi:application", env, workers=workers)
     served.api_key = api_key
     # With several workers, each must have loaded the app: wait until all children exist.
