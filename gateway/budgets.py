@@ -5,7 +5,10 @@ reserves `max_cost` on both budgets or on neither (one Lua script, one round tri
 the reservation under the request id. `settle(request_id, actual_cost)` gives the reservation
 back and charges the actual cost exactly once; `release(request_id)` gives it back without a
 charge (the request failed). Settling or releasing twice, or an unknown id, changes nothing.
-Budgets fail CLOSED: any Redis error or timeout raises `LimiterUnavailable` (-> 503).
+Budgets fail CLOSED: any Redis error or timeout raises `LimiterUnavailable` (-> 503). The
+gateway itself runs these scripts through `prepare_reserve` / `prepare_settle`, composed with
+the rate limits' into one script per metering phase (gateway.meter_scripts); the methods here
+run the budget part alone, with the same keys, arguments and reply reading.
 
 Amounts are integer micro-USD in Redis and `Decimal` in Python. Costs round up to the next
 micro-dollar and limits round down, so rounding never lets a request through that the exact

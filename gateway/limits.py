@@ -4,8 +4,11 @@ Contract: `RateLimiter.admit()` checks the key's and the tenant's limits in ONE 
 round trip (a Lua script, EVALSHA with a NOSCRIPT fallback) and either consumes in every scope
 or in none. An admitted request gets an `Admission`; the caller ends it with
 `finish(admission, actual_tokens)` (or `settle` / `release` separately) and may `renew` its
-concurrency lease during long streams. `gateway.rate_limit_headers` renders a result as
-response headers; budgets live in `gateway.budgets`.
+concurrency lease during long streams. The gateway itself runs these scripts through
+`prepare_admit` / `prepare_end`, composed with the budgets' into one script per metering phase
+(gateway.meter_scripts); the methods here run the rate-limit part alone, with the same keys,
+arguments and reply reading. `gateway.rate_limit_headers` renders a result as response
+headers; budgets live in `gateway.budgets`.
 
 Algorithm: GCRA (generic cell rate algorithm), the exact form of a token bucket, for requests
 and tokens alike. A bucket of capacity `limit` refills continuously at `limit` per 60 s; a
