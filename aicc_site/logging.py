@@ -3,15 +3,63 @@
 Request-scoped fields (correlation_id, tenant_id, key_id) are bound with
 `structlog.contextvars`, so every line of a request carries them. Secrets never reach a log:
 callers log key ids, never keys, and never message content.
+
+structlog's lines go through `LoopTurnWriter`: on the gateway's event loop the lines of one loop
+turn leave in one write (a write and flush per line cost ~12 us of a busy worker's request).
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
+import threading
+from collections.abc import Callable
+from typing import TextIO
 
 import orjson
 import structlog
+
+
+class LoopTurnWriter:
+    """A structlog logger: lines logged during one turn of a running event loop are written
+    and flushed together when the turn ends (one `call_soon`); lines logged with no running
+    loop (threads, management commands, Celery) are written at once. Lines keep their order
+    within each of the two paths. A process killed outright loses at most the lines of the
+    turn in progress; a normal exit flushes them (atexit).
+    """
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        atexit.register(self.flush)
+
+    def msg(self, message: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(message + "\n")
+            return
+        with self._lock:
+            if not self._pending:
+                loop.call_soon(self.flush)
+            self._pending.append(message)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+        if lines:
+            lines.append("")
+            self._write("\n".join(lines))
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self._file.write(text)
+            self._file.flush()
 
 
 def _orjson_dumps(obj: object, default: object = None) -> str:
@@ -32,7 +80,7 @@ def configure_logging(*, debug: bool, level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=_writer_factory(sys.stdout),
         cache_logger_on_first_use=True,
     )
     # Route the standard library's records (Django, Celery, uvicorn) through the same renderer.
@@ -49,3 +97,8 @@ def configure_logging(*, debug: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def _writer_factory(file: TextIO) -> Callable[..., LoopTurnWriter]:
+    writer = LoopTurnWriter(file)  # one for the process: one buffer, one order
+    return lambda *_args: writer
