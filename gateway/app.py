@@ -1,7 +1,7 @@
 """The `/v1/*` and `/health*` ASGI application, mounted beside Django in aicc_site.asgi.
 
 It routes, binds the correlation id to every log line, renders every refusal in OpenAI's
-shape, and writes one `request_completed` line per request.
+shape, and writes one `request_completed` line per request (with the routing decision in it).
 """
 
 from __future__ import annotations
@@ -153,6 +153,8 @@ class GatewayApp:
             tenant_id=caller.tenant_id if caller else None,
             key_id=caller.record.key_public_id if caller else None,
             model=ctx.requested_model,
+            served_model=ctx.served_model,
+            **ctx.route_fields,
             is_streamed=ctx.is_streamed,
             cache=ctx.cache.status.value if ctx.cache is not None else None,
             latency_ms=round(ctx.elapsed_ms(), 2),

@@ -54,6 +54,8 @@ class RequestContext:
     requested_model: str | None = None
     served_model: str | None = None
     route_reason: str = ""
+    # The routing decision as the request log line shows it (gateway.routing).
+    route_fields: dict[str, Any] = field(default_factory=dict)
     is_streamed: bool = False
     is_cache_hit: bool = False
     cache: CacheLookup | None = None

@@ -10,8 +10,9 @@ paths). `start()` runs two background tasks for the life of the process:
   dropped whenever the Redis counter tenants.events.VERSION_KEY moves (every override save
   bumps it), polled like the credential cache.
 
-`route()` never logs request text: the `route_decided` line carries detector kinds, verdicts
-and signal names only. Embeddings are served as requested without running detectors: there is
+`route()` logs nothing itself: it leaves its decision in `ctx.route_fields` (detector kinds,
+verdicts and signal names, never request text), which the request's one `request_completed`
+line carries (gateway.app). Embeddings are served as requested without running detectors: there is
 no local embedding model to fall back to, and embedding input is data, not instructions.
 """
 
@@ -121,22 +122,19 @@ class Router:
             headers=headers,
         )
         decision = decide(policy, signals)
-        latency_ms = (self.clock() - started) * 1000
-        log.info(
-            "route_decided",
-            requested_model=requested,
-            served_model=decision.model,
-            action=decision.action,
-            reason=decision.reason,
-            flags=list(decision.flags),
-            pii_kinds=[kind for kind, _ in found.privacy.counts],
-            complexity_tier=found.complexity.tier,
-            complexity_score=found.complexity.score,
-            injection_verdict=found.injection.verdict,
-            injection_signals=list(found.injection.signals),
-            policy_version=self._active.version,
-            latency_ms=round(latency_ms, 3),
-        )
+        ctx.route_fields = {
+            "routed_model": decision.model,
+            "route_action": decision.action,
+            "route_reason": decision.reason,
+            "route_flags": list(decision.flags),
+            "pii_kinds": [kind for kind, _ in found.privacy.counts],
+            "complexity_tier": found.complexity.tier,
+            "complexity_score": found.complexity.score,
+            "injection_verdict": found.injection.verdict,
+            "injection_signals": list(found.injection.signals),
+            "policy_version": self._active.version,
+            "route_latency_ms": round((self.clock() - started) * 1000, 3),
+        }
         self._apply(ctx, payload, decision)
 
     def _apply(self, ctx: RequestContext, payload: dict[str, Any], decision: Decision) -> None:

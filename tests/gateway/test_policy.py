@@ -320,10 +320,17 @@ async def test_router_caches_a_tenant_override_until_the_version_moves(
         ctx.caller = caller
         payload = {"model": "auto", "messages": [{"role": "user", "content": text}]}
         await router.route(ctx, payload)
+        last_route_fields.clear()
+        last_route_fields.update(ctx.route_fields)
         return f"{payload['model']} {ctx.route_reason}"
+
+    last_route_fields: dict[str, object] = {}
 
     card = "Refund card 4111 1111 1111 1111"
     assert await served(card) == "llama3-local privacy.local"
+    # What the request log line will carry: the kinds found, never the text.
+    assert last_route_fields["pii_kinds"] == ["payment_card"]
+    assert "4111" not in repr(last_route_fields)
 
     tenant = await Tenant.objects.aget(pk=caller.tenant_id)
     await sync_to_async(TenantRoutingOverride.objects.create)(
@@ -344,4 +351,4 @@ async def test_router_caches_a_tenant_override_until_the_version_moves(
     await credentials.refresh_version(aredis)
     with capture_logs() as logs:
         assert await served(card) == "llama3-local privacy.local"
-    assert [e["event"] for e in logs] == ["tenant_override_invalid", "route_decided"]
+    assert [e["event"] for e in logs] == ["tenant_override_invalid"]

@@ -28,6 +28,13 @@ def test_each_request_logs_one_completed_line_without_key_or_content(
     assert line["model"] == "gpt-4o-mini"
     assert line["prompt_tokens"] == 1 and line["completion_tokens"] == 8
     assert isinstance(line["latency_ms"], float) and isinstance(line["upstream_latency_ms"], float)
+    # The routing decision rides on the same line: kinds and verdicts, never text.
+    assert line["served_model"] == line["routed_model"] == "gpt-4o-mini"
+    assert (line["route_action"], line["route_reason"]) == ("serve", "requested")
+    assert line["pii_kinds"] == [] and line["injection_verdict"] == "clean"
+    assert line["complexity_tier"] == "simple" and isinstance(line["route_latency_ms"], float)
+    assert sum('"request_completed"' in row for row in gateway.log().splitlines()) >= 1
+    assert '"route_decided"' not in gateway.log()
     log_text = gateway.log()
     assert key_a.raw_key not in log_text
     assert UPSTREAM_API_KEY not in log_text
