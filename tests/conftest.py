@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,11 +11,43 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.db import connection
+from pytest_django import DjangoDbBlocker
 
 from tenants.models import Tenant
 from tenants.services import IssuedKey, api_key_create, tenant_create
 from tests.fake_upstream import FakeUpstream, fake_upstream_fixture
 from tests.live import LOG_PATHS, UPSTREAM_API_KEY, GatewayProcess, RedisServer
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """pytest-django's test database; before it is dropped, wait for the sessions of the
+    gateway processes this run started. PostgreSQL ends a backend shortly after its client
+    process exits, and DROP DATABASE refuses while one is still there."""
+    yield
+    with django_db_blocker.unblock():
+        _wait_for_other_sessions_to_end(timeout_s=10.0)
+
+
+def _wait_for_other_sessions_to_end(timeout_s: float) -> None:
+    if connection.vendor != "postgresql":
+        return
+    others = (
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + timeout_s
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(others)
+            if not cursor.fetchall():
+                break
+            if time.monotonic() > deadline:  # a process of ours still alive: end its sessions
+                cursor.execute(f"SELECT pg_terminate_backend(pid) FROM ({others}) AS stale")
+                break
+            time.sleep(0.05)
+    connection.close()
 
 
 @pytest.fixture(scope="session")
