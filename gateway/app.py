@@ -162,6 +162,7 @@ class GatewayApp:
             ttfb_ms=_round(ctx.ttfb_ms),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+            cost_usd=None if ctx.cost_usd is None else str(ctx.cost_usd),
             upstream_cost_usd=ctx.upstream_cost,
         )
 
