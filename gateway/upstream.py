@@ -59,6 +59,9 @@ def session() -> aiohttp.ClientSession:
             ),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # One session serves every tenant: a cookie an upstream (or its load balancer)
+            # sets for one request must not ride along on the next tenant's.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
     return _session
 

@@ -28,7 +28,8 @@ Faults, on POST /v1/chat/completions, /v1/completions and /v1/embeddings only:
   model (null: until reset); modes are the names above with or without `fault-`.
   `POST /_control/reset` clears faults and stats; `GET /_control/stats` returns `total`,
   `llm_calls`, `by_path` and `recent` (the last 50 requests: method, path, selected headers,
-  parsed JSON body). /_control/* requests are not counted.
+  parsed JSON body). /_control/* requests are not counted. Every completion answer sets an
+  affinity cookie, as a load balancer would.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ FAULT_MODES = (
     "slow-stream",
 )  # fmt: skip
 SLOW_STREAM_CHUNK_S = 0.005
-RECORDED_HEADERS = ("authorization", "x-correlation-id", "content-type")
+RECORDED_HEADERS = ("authorization", "x-correlation-id", "content-type", "cookie")
+# Every answer sets one, as a load balancer with session affinity does; a gateway must not
+# carry it into other requests (other tenants' requests included).
+_AFFINITY_COOKIE = {"Set-Cookie": "upstream_affinity=replica-1; Path=/"}
 RECENT_LIMIT = 50
 DEFAULT_REPLY_WORDS = 8
 ECHO_WORDS = 16
@@ -321,7 +325,7 @@ class _FakeLLM:
         fault: str | None,
     ) -> web.StreamResponse:
         encoded = orjson.dumps(payload)
-        headers = self.cost_headers(usage)
+        headers = {**self.cost_headers(usage), **_AFFINITY_COOKIE}
         if fault == "malformed":
             encoded = encoded[: len(encoded) // 2] + b"<<not json"
         elif fault == "broken-sse":
@@ -345,7 +349,9 @@ class _FakeLLM:
             for chunk in chunks:
                 chunk["usage"] = None
             chunks.append({**head, "choices": [], "usage": usage})
-        response = web.StreamResponse(headers={**_SSE_HEADERS, **self.cost_headers(usage)})
+        response = web.StreamResponse(
+            headers={**_SSE_HEADERS, **self.cost_headers(usage), **_AFFINITY_COOKIE}
+        )
         await response.prepare(request)
         try:
             for position, chunk in enumerate(chunks):

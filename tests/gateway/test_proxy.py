@@ -111,6 +111,28 @@ def test_the_client_key_is_never_forwarded_and_the_gateway_key_is(
     assert key_a.raw_key not in str(fake_upstream.stats())
 
 
+def test_cookies_the_upstream_sets_are_not_sent_back_on_later_requests(
+    fake_upstream: FakeUpstream, key_a: IssuedKey, redis_url: str
+) -> None:
+    # By a host name: aiohttp's default cookie jar ignores cookies of bare IP addresses.
+    upstream_url = fake_upstream.url.replace("127.0.0.1", "localhost")
+    gateway = GatewayProcess(upstream_url=upstream_url, redis_url=redis_url).start()
+    try:
+        fake_upstream.reset()
+        for _ in range(2):
+            response = httpx.post(
+                f"{gateway.url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key_a.raw_key}"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+            )
+            assert response.status_code == 200
+            assert "set-cookie" not in response.headers  # nor does the client get it
+    finally:
+        gateway.stop()
+    recent = fake_upstream.stats()["recent"]
+    assert len(recent) == 2 and all("cookie" not in sent["headers"] for sent in recent)
+
+
 def test_correlation_id_is_accepted_returned_and_forwarded(
     gateway: GatewayProcess, key_a: IssuedKey, fake_upstream: FakeUpstream
 ) -> None:
