@@ -70,8 +70,9 @@ def test_flush_writes_what_a_stopped_loop_left_behind() -> None:
         writer.info("last words")
         loop.stop()  # the turn's flush was scheduled for a turn that never comes
 
-    loop.create_task(log_then_stop())
+    task = loop.create_task(log_then_stop())
     loop.run_forever()
+    assert task.done()
     loop.close()
     assert file.getvalue() == ""
     writer.flush()  # what atexit does
