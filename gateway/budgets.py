@@ -23,7 +23,7 @@ Redis key layout ({scope} is "tenant" or "key", {owner_id} the tenant id / key p
     aicc:budget:{scope}:{owner_id}:{period_key}:reserved  integer µUSD held by open leases
     aicc:budget:{scope}:{owner_id}:{period_key}:leases    ZSET "<request_id>|<µUSD>" -> expiry ms
     aicc:budget:{scope}:{owner_id}:{period_key}:soft-alert  set once when the soft limit is hit
-    aicc:budget:res:{request_id}                          HASH the reservation record
+    aicc:budget:res:{request_id}                          the reservation record (JSON array)
 Period keys expire 40 days after their period ends ("total" never does); records live for the
 lease plus a day, which is how long settle stays idempotent.
 

@@ -9,20 +9,19 @@ local record = KEYS[1]
 local actual = tonumber(ARGV[1])
 local mode = ARGV[2]
 
-local state = redis.call('HGET', record, 'state')
-if not state then return {0} end
-if state ~= 'reserved' then return {2} end
+-- The record (budget_reserve.lua): a JSON array while reserved, then the word 'settled' or
+-- 'released' for the rest of its life.
+local raw = redis.call('GET', record)
+if not raw then return {0} end
+if raw == 'settled' or raw == 'released' then return {2} end
 
-local member = redis.call('HGET', record, 'member')
-local amount = tonumber(redis.call('HGET', record, 'amount'))
-local n = tonumber(redis.call('HGET', record, 'n'))
+local fields = cjson.decode(raw)
+local amount, member, n = tonumber(fields[1]), fields[2], tonumber(fields[3])
 local out = {1}
 for i = 1, n do
-  local p = 'b' .. i .. '_'
-  local v = redis.call('HMGET', record, p .. 'spent', p .. 'reserved_key', p .. 'leases',
-    p .. 'ttl', p .. 'soft', p .. 'alert', p .. 'label')
-  local spent_key, reserved_key, leases_key = v[1], v[2], v[3]
-  local ttl, soft, alert = tonumber(v[4]), tonumber(v[5]), v[6]
+  local base = 3 + (i - 1) * 7
+  local spent_key, reserved_key, leases_key = fields[base + 1], fields[base + 2], fields[base + 3]
+  local ttl, soft, alert = tonumber(fields[base + 4]), tonumber(fields[base + 5]), fields[base + 6]
   -- If the lease already ran out, the sweep in reserve gave the amount back; don't twice.
   if redis.call('ZREM', leases_key, member) == 1 then
     redis.call('DECRBY', reserved_key, amount)
@@ -42,7 +41,7 @@ for i = 1, n do
       is_missing = 1
     end
   end
-  table.insert(out, v[7]); table.insert(out, is_crossed); table.insert(out, is_missing)
+  table.insert(out, fields[base + 7]); table.insert(out, is_crossed); table.insert(out, is_missing)
 end
-redis.call('HSET', record, 'state', mode == 'settle' and 'settled' or 'released')
+redis.call('SET', record, mode == 'settle' and 'settled' or 'released', 'KEEPTTL')
 return out
