@@ -12,8 +12,9 @@ paths). `start()` runs two background tasks for the life of the process:
 
 `route()` logs nothing itself: it leaves its decision in `ctx.route_fields` (detector kinds,
 verdicts and signal names, never request text), which the request's one `request_completed`
-line carries (gateway.app). Embeddings are served as requested without running detectors: there is
-no local embedding model to fall back to, and embedding input is data, not instructions.
+line carries (gateway.app). Embeddings are served as requested without running detectors:
+there is no local embedding model to fall back to, and embedding input is data, not
+instructions.
 """
 
 from __future__ import annotations
