@@ -102,6 +102,8 @@ def test_hit_is_in_the_ledger_as_a_zero_cost_cache_hit(
         payload = deterministic_chat()
         miss = post(gateway, key_a, payload)
         hit = post(gateway, key_a, payload)
+        (miss_line,) = gateway.completed_lines(miss.headers["x-correlation-id"])
+        (hit_line,) = gateway.completed_lines(hit.headers["x-correlation-id"])
     finally:
         gateway.stop()
     assert (miss.headers["x-aicc-cache"], hit.headers["x-aicc-cache"]) == ("MISS", "HIT")
@@ -111,6 +113,9 @@ def test_hit_is_in_the_ledger_as_a_zero_cost_cache_hit(
     }
     assert records[False].cost_usd > Decimal("0.01")
     assert records[True].cost_usd == Decimal(0)
+    # The request log shows the same charge as the ledger.
+    assert Decimal(miss_line["cost_usd"]) == records[False].cost_usd
+    assert Decimal(hit_line["cost_usd"]) == 0
     assert (records[True].prompt_tokens, records[True].completion_tokens) == (0, 0)
     assert records[True].status_code == 200
 

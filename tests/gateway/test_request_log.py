@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import httpx
 
 from tenants.services import IssuedKey
@@ -29,7 +27,7 @@ def test_each_request_logs_one_completed_line_without_key_or_content(
     assert line["key_id"] == key_a.api_key.public_id
     assert line["model"] == "gpt-4o-mini"
     assert line["prompt_tokens"] == 1 and line["completion_tokens"] == 8
-    assert Decimal(line["cost_usd"]) >= 0  # the cost charged at settlement
+    assert "cost_usd" in line  # None here: this database has no price for the model
     assert isinstance(line["latency_ms"], float) and isinstance(line["upstream_latency_ms"], float)
     # The routing decision rides on the same line: kinds and verdicts, never text.
     assert line["served_model"] == line["routed_model"] == "gpt-4o-mini"
