@@ -2,19 +2,26 @@
 
     python -m bench.ab AICC_GC_GEN0_THRESHOLD=0 --versus ""   # Python's collector vs ours
     python -m bench.ab A=1 --versus A=2 --clients 64 --stream --rounds 12
+    python -m bench.ab "" --base a24c4c4                      # commit a24c4c4 vs this checkout
 
 This machine's speed drifts by 15-30 % between whole `bench/run.py` runs, more than the effect of
 most single changes. Here two gateways (A and B, each one worker with production settings,
 differing only by the environment variables given) run side by side against one upstream, and
 each round sends a short burst to direct, A and B back to back (A and B swap places every
 round). Differences are paired by round before the median is taken, so drift cancels out.
+With `--base REV`, gateway A runs the code of commit REV (a temporary git worktree, on this
+checkout's virtualenv) and B this checkout's code: a code change measured like a setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--versus", default="", help="gateway B's extra environment")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--stream", action="store_true", help="streamed requests")
+    parser.add_argument("--base", help="run gateway A on the code of this git commit")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=float, default=1.0, help="measured seconds per burst")
     args = parser.parse_args(argv)
@@ -88,6 +96,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def code_of(revision: str | None) -> Iterator[Path]:
+    """This checkout, or a temporary git worktree of `revision` (removed afterwards)."""
+    if revision is None:
+        yield stack.PROJECT_ROOT
+        return
+    with tempfile.TemporaryDirectory(prefix="aicc-ab-") as parent:
+        worktree = Path(parent) / "code"
+        git = ["git", "-C", str(stack.PROJECT_ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(worktree), revision], check=True)
+        try:
+            yield worktree
+        finally:
+            subprocess.run([*git, "remove", "--force", str(worktree)], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     storage = resolve_storage(args)
@@ -95,24 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     flush_bench_redis(storage["redis_url"])
     key = dataset(storage["database_url"], storage["redis_url"], "small")["keys"][0]
     targets: dict[str, Served] = {}
-    try:
-        upstream = targets["direct"] = stack.start_upstream()
-        for name, assignments in (("A", args.a), ("B", args.versus)):
-            targets[name] = stack.start_gateway(
-                name,
-                workers=1,
-                database_url=storage["database_url"],
-                redis_url=storage["redis_url"],
-                upstream_url=upstream.base_url,
-                api_key=key,
-                extra_env=environment(assignments),
-            )
-        print(f"A: {args.a or '(defaults)'}   B: {args.versus or '(defaults)'}")
-        for clients in args.clients:
-            compare(targets, upstream, clients=clients, is_stream=args.stream, args=args)
-    finally:
-        for served in reversed(targets.values()):
-            served.stop()
+    with code_of(args.base) as base_code:
+        try:
+            upstream = targets["direct"] = stack.start_upstream()
+            for name, assignments, code_dir in (
+                ("A", args.a, base_code),
+                ("B", args.versus, stack.PROJECT_ROOT),
+            ):
+                targets[name] = stack.start_gateway(
+                    name,
+                    workers=1,
+                    database_url=storage["database_url"],
+                    redis_url=storage["redis_url"],
+                    upstream_url=upstream.base_url,
+                    api_key=key,
+                    extra_env=environment(assignments),
+                    code_dir=code_dir,
+                )
+            a_code = f" at {args.base}" if args.base else ""
+            print(f"A: {args.a or '(defaults)'}{a_code}   B: {args.versus or '(defaults)'}")
+            for clients in args.clients:
+                compare(targets, upstream, clients=clients, is_stream=args.stream, args=args)
+        finally:
+            for served in reversed(targets.values()):
+                served.stop()
     return 0
 
 

@@ -141,6 +141,7 @@ def start_uvicorn(
     extra: tuple[str, ...] = (),
     health_path: str = "/health",
     timeout_s: float = 60.0,
+    code_dir: Path = PROJECT_ROOT,
 ) -> Served:
     port = free_port()
     command = [
@@ -161,7 +162,7 @@ def start_uvicorn(
     ]
     if workers > 1:
         command += ["--workers", str(workers)]
-    return _start_server(name, command, env, port, health_path, timeout_s)
+    return _start_server(name, command, env, port, health_path, timeout_s, code_dir=code_dir)
 
 
 def _start_server(
@@ -171,12 +172,14 @@ def _start_server(
     port: int,
     health_path: str,
     timeout_s: float,
+    *,
+    code_dir: Path = PROJECT_ROOT,
 ) -> Served:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     log_path = RESULTS_DIR / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=code_dir, env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
     def stop() -> None:
@@ -207,10 +210,15 @@ def start_gateway(
     upstream_url: str,
     api_key: str,
     extra_env: dict[str, str] | None = None,
+    code_dir: Path = PROJECT_ROOT,
 ) -> Served:
+    """`code_dir`: the checkout whose code the gateway runs (e.g. a git worktree of another
+    commit, for bench.ab --base); it runs on this checkout's virtualenv."""
     env = gateway_env(database_url=database_url, redis_url=redis_url, upstream_url=upstream_url)
     env.update(extra_env or {})
-    served = start_uvicorn(name, "aicc_site.asgi:application", env, workers=workers)
+    served = start_uvicorn(
+        name, "aicc_site.asgi:application", env, workers=workers, code_dir=code_dir
+    )
     served.api_key = api_key
     # With several workers, each must have loaded the app: wait until all children exist.
     deadline = time.monotonic() + 30
