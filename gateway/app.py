@@ -154,6 +154,8 @@ class GatewayApp:
             key_id=caller.record.key_public_id if caller else None,
             model=ctx.requested_model,
             served_model=ctx.served_model,
+            # The reason as the header and the ledger carry it ("+fallback" included).
+            route_reason=ctx.route_reason or None,
             **ctx.route_fields,
             is_streamed=ctx.is_streamed,
             cache=ctx.cache.status.value if ctx.cache is not None else None,

@@ -126,7 +126,6 @@ class Router:
         ctx.route_fields = {
             "routed_model": decision.model,
             "route_action": decision.action,
-            "route_reason": decision.reason,
             "route_flags": list(decision.flags),
             "pii_kinds": [kind for kind, _ in found.privacy.counts],
             "complexity_tier": found.complexity.tier,

@@ -179,6 +179,10 @@ def test_a_model_falls_back_to_another_model_and_to_another_upstream(
     assert response.json()["model"] == "llama3-local"
     assert response.headers["x-aicc-routed-model"] == "llama3-local"
     assert response.headers["x-aicc-route-reason"].endswith("fallback")
+    # The request log says what the headers say: the model that answered, the fallback.
+    (line,) = process.completed_lines(response.headers["x-correlation-id"])
+    assert line["served_model"] == "llama3-local" and line["routed_model"] == "gpt-4o"
+    assert line["route_reason"] == response.headers["x-aicc-route-reason"]
     assert unprotected.status_code == 502  # no fallback configured for it
     assert '"upstream_fallback_used"' in process.log()
 
