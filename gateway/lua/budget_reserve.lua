@@ -25,7 +25,7 @@ for i = 1, n do
   local b = {
     spent_key = KEYS[1 + (i - 1) * 3 + 1], reserved_key = KEYS[1 + (i - 1) * 3 + 2],
     leases_key = KEYS[1 + (i - 1) * 3 + 3],
-    limit = tonumber(ARGV[a + 1]), ttl = tonumber(ARGV[a + 2]),
+    limit = tonumber(ARGV[a + 1]), ttl_text = ARGV[a + 2], ttl = tonumber(ARGV[a + 2]),
     soft = ARGV[a + 3], alert = ARGV[a + 4], label = ARGV[a + 5],
   }
   -- Lazy reclaim: leases that ran out (their holder crashed or hung) give their amount back
@@ -58,7 +58,6 @@ local member = request_id .. '|' .. amount
 local record_fields = {ARGV[4], member, ARGV[6]}
 for i = 1, n do
   local b = budgets[i]
-  local a = 6 + (i - 1) * 5
   redis.call('INCRBY', b.reserved_key, amount)
   redis.call('ZADD', b.leases_key, now + lease, member)
   if b.ttl > 0 then
@@ -66,7 +65,7 @@ for i = 1, n do
     redis.call('PEXPIRE', b.leases_key, b.ttl)
   end
   for _, value in ipairs({
-    b.spent_key, b.reserved_key, b.leases_key, ARGV[a + 2], b.soft, b.alert, b.label,
+    b.spent_key, b.reserved_key, b.leases_key, b.ttl_text, b.soft, b.alert, b.label,
   }) do
     table.insert(record_fields, value)
   end
