@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -72,21 +72,45 @@ def presented_key(headers: dict[str, str]) -> str | None:
 
 
 class CredentialCache:
-    """Process-local cache of credential records, dropped whenever the Redis version changes."""
+    """Process-local cache of credential records, dropped whenever the Redis version changes.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    A missing entry is loaded once however many requests ask for it at the same moment (a
+    cleared cache under load would otherwise send one query per waiting request), and a load
+    that was already under way when the cache was cleared is not kept: it may have read the
+    key before the change that cleared it (a revocation)."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        load: Callable[[str], Awaitable[Credential | None]] | None = None,
+    ) -> None:
         self.clock = clock
         self._entries: dict[str, tuple[float, Credential | None]] = {}
+        self._loading: dict[str, asyncio.Task[Credential | None]] = {}
+        self._generation = 0  # bumped by clear()
         self._version: bytes | None = None
         self._listeners: list[Callable[[], None]] = []
-        self._load = sync_to_async(_load_record, thread_sensitive=False)
+        self._load = load or sync_to_async(_load_record, thread_sensitive=False)
 
     async def get(self, key_public_id: str) -> Credential | None:
         entry = self._entries.get(key_public_id)
         if entry is not None and self.clock() - entry[0] < ENTRY_TTL_S:
             return entry[1]
-        record = await self._load(key_public_id)
-        self._entries[key_public_id] = (self.clock(), record)
+        loading = self._loading.get(key_public_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._fill(key_public_id, self._generation))
+            self._loading[key_public_id] = loading
+        # Shielded: a waiter that goes away must not cancel the load the others wait for.
+        return await asyncio.shield(loading)
+
+    async def _fill(self, key_public_id: str, generation: int) -> Credential | None:
+        try:
+            record = await self._load(key_public_id)
+        finally:
+            if self._generation == generation:
+                self._loading.pop(key_public_id, None)
+        if self._generation == generation:
+            self._entries[key_public_id] = (self.clock(), record)
         return record
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -95,7 +119,9 @@ class CredentialCache:
         self._listeners.append(listener)
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
+        self._loading.clear()  # requests from now on load afresh
         for listener in self._listeners:
             listener()
 

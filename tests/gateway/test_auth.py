@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -63,6 +65,84 @@ def test_a_cached_key_costs_no_query(
     with django_assert_num_queries(0):  # type: ignore[operator]
         caller = async_to_sync(authenticate)(headers, cache)
     assert caller.tenant_id == key_a.api_key.tenant_id
+
+
+class CountingLoader:
+    """Stands in for the database read: counts loads, each waits until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.failure: Exception | None = None
+
+    async def __call__(self, key_public_id: str) -> Any:
+        self.calls.append(key_public_id)
+        number = len(self.calls)
+        await self.release.wait()
+        if self.failure is not None:
+            raise self.failure
+        return f"record {number} of {key_public_id}"
+
+
+async def test_concurrent_misses_of_one_key_share_one_load() -> None:
+    loader = CountingLoader()
+    loader.release.clear()
+    cache = CredentialCache(load=loader)
+    waiting = [asyncio.ensure_future(cache.get("abc")) for _ in range(50)]
+    waiting.append(asyncio.ensure_future(cache.get("other")))
+    await asyncio.sleep(0.01)
+    loader.release.set()
+    found = await asyncio.gather(*waiting)
+    assert found[:50] == ["record 1 of abc"] * 50
+    assert sorted(loader.calls) == ["abc", "other"]
+    assert await cache.get("abc") == "record 1 of abc"  # cached now
+    assert len(loader.calls) == 2
+
+
+async def test_a_load_under_way_when_the_cache_is_cleared_is_not_kept() -> None:
+    """It may have read the key before the revocation that cleared the cache."""
+    loader = CountingLoader()
+    loader.release.clear()
+    cache = CredentialCache(load=loader)
+    before = asyncio.ensure_future(cache.get("abc"))
+    await asyncio.sleep(0.01)
+    cache.clear()
+    after = asyncio.ensure_future(cache.get("abc"))  # must not join the older load
+    await asyncio.sleep(0.01)
+    loader.release.set()
+    assert await before == "record 1 of abc"
+    assert await after == "record 2 of abc"
+    assert await cache.get("abc") == "record 2 of abc"
+    assert len(loader.calls) == 2
+
+
+async def test_a_waiter_that_goes_away_leaves_the_load_to_the_others() -> None:
+    loader = CountingLoader()
+    loader.release.clear()
+    cache = CredentialCache(load=loader)
+    leaving = asyncio.ensure_future(cache.get("abc"))
+    staying = asyncio.ensure_future(cache.get("abc"))
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    loader.release.set()
+    assert await staying == "record 1 of abc"
+    assert leaving.cancelled()
+    assert len(loader.calls) == 1
+
+
+async def test_a_failed_load_reaches_every_waiter_and_the_next_request_tries_again() -> None:
+    loader = CountingLoader()
+    loader.release.clear()
+    loader.failure = ConnectionError("database down")
+    cache = CredentialCache(load=loader)
+    waiting = [asyncio.ensure_future(cache.get("abc")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    loader.release.set()
+    for outcome in await asyncio.gather(*waiting, return_exceptions=True):
+        assert isinstance(outcome, ConnectionError)
+    loader.failure = None
+    assert await cache.get("abc") == "record 2 of abc"
 
 
 def test_revocation_is_refused_by_every_process_within_one_second(
