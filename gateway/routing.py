@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +66,7 @@ class Router:
         *,
         extra_known_models: frozenset[str] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        load_override: Callable[..., Awaitable[str | None]] | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else default_policy_path()
         self.extra_known_models = extra_known_models
@@ -78,7 +79,9 @@ class Router:
         self._tenant_policies: dict[int, Policy] = {}
         self._override_generation = 0
         self._pending: dict[int, asyncio.Future[Policy]] = {}
-        self._load_override = sync_to_async(routing_override_document, thread_sensitive=False)
+        self._load_override = load_override or sync_to_async(
+            routing_override_document, thread_sensitive=False
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -160,8 +163,12 @@ class Router:
         if pending is None:
             pending = asyncio.ensure_future(self._read_tenant_policy(tenant_id))
             self._pending[tenant_id] = pending
-            pending.add_done_callback(lambda _: self._pending.pop(tenant_id, None))
+            pending.add_done_callback(lambda done: self._forget_read(tenant_id, done))
         return await asyncio.shield(pending)
+
+    def _forget_read(self, tenant_id: int, read: asyncio.Future[Policy]) -> None:
+        if self._pending.get(tenant_id) is read:  # not a newer read started after a clear
+            del self._pending[tenant_id]
 
     async def _read_tenant_policy(self, tenant_id: int) -> Policy:
         generation, loaded = self._override_generation, self._active
@@ -184,7 +191,7 @@ class Router:
                 # Saved valid, but the policy has changed under it: run on the policy alone.
                 log.error("tenant_override_invalid", tenant_id=tenant_id, problems=exc.problems)
         # Cleared while we read (a save or a policy reload): the answer may be stale, so it
-        # serves the requests that waited for it but is not cached.
+        # serves only the requests that were already waiting for it and is not cached.
         if generation == self._override_generation and loaded is self._active:
             self._tenant_policies[tenant_id] = policy
         return policy
@@ -192,6 +199,7 @@ class Router:
     def clear_overrides(self) -> None:
         self._override_generation += 1
         self._tenant_policies.clear()
+        self._pending.clear()  # requests from now on read afresh
 
     # --- the policy file ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from io import StringIO
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -304,6 +305,38 @@ def test_saving_an_override_audits_and_tells_the_gateways(
 @pytest.fixture
 def tenant_a_db(db: None) -> Tenant:
     return Tenant.objects.create(slug="tenant-a", name="Tenant A")
+
+
+async def test_after_an_override_change_requests_read_afresh() -> None:
+    """A read under way when the overrides were cleared may predate the change: it answers the
+    requests already waiting for it, and nothing after the change."""
+    reads: list[int] = []
+    release = asyncio.Event()
+
+    async def load(*, tenant_id: int) -> str | None:
+        reads.append(tenant_id)
+        await release.wait()
+        return None
+
+    router = Router(extra_known_models=frozenset(), load_override=load)
+    caller = SimpleNamespace(record=SimpleNamespace(tenant_id=7, tenant_slug="t"))
+
+    async def route() -> None:
+        ctx = RequestContext(correlation_id="c", runtime=None, endpoint=CHAT)  # type: ignore[arg-type]
+        ctx.caller = caller  # type: ignore[assignment]
+        await router.route(ctx, {"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+
+    waiting = [asyncio.ensure_future(route()) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert reads == [7]  # one read for the five
+    router.clear_overrides()
+    after = asyncio.ensure_future(route())
+    await asyncio.sleep(0.01)
+    assert reads == [7, 7]  # the request after the change did not join the older read
+    release.set()
+    await asyncio.gather(*waiting, after)
+    await route()
+    assert reads == [7, 7]  # the newer read was kept, the older one was not
 
 
 async def test_router_caches_a_tenant_override_until_the_version_moves(
