@@ -73,7 +73,6 @@ class CountingLoader:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.release = asyncio.Event()
-        self.release.set()
         self.failure: Exception | None = None
 
     async def __call__(self, key_public_id: str) -> Any:
@@ -85,10 +84,13 @@ class CountingLoader:
         return f"record {number} of {key_public_id}"
 
 
-async def test_concurrent_misses_of_one_key_share_one_load() -> None:
+def held_cache() -> tuple[CountingLoader, CredentialCache]:
     loader = CountingLoader()
-    loader.release.clear()
-    cache = CredentialCache(load=loader)
+    return loader, CredentialCache(load=loader)
+
+
+async def test_concurrent_misses_of_one_key_share_one_load() -> None:
+    loader, cache = held_cache()
     waiting = [asyncio.ensure_future(cache.get("abc")) for _ in range(50)]
     waiting.append(asyncio.ensure_future(cache.get("other")))
     await asyncio.sleep(0.01)
@@ -102,9 +104,7 @@ async def test_concurrent_misses_of_one_key_share_one_load() -> None:
 
 async def test_a_load_under_way_when_the_cache_is_cleared_is_not_kept() -> None:
     """It may have read the key before the revocation that cleared the cache."""
-    loader = CountingLoader()
-    loader.release.clear()
-    cache = CredentialCache(load=loader)
+    loader, cache = held_cache()
     before = asyncio.ensure_future(cache.get("abc"))
     await asyncio.sleep(0.01)
     cache.clear()
@@ -118,9 +118,7 @@ async def test_a_load_under_way_when_the_cache_is_cleared_is_not_kept() -> None:
 
 
 async def test_a_waiter_that_goes_away_leaves_the_load_to_the_others() -> None:
-    loader = CountingLoader()
-    loader.release.clear()
-    cache = CredentialCache(load=loader)
+    loader, cache = held_cache()
     leaving = asyncio.ensure_future(cache.get("abc"))
     staying = asyncio.ensure_future(cache.get("abc"))
     await asyncio.sleep(0.01)
@@ -132,10 +130,8 @@ async def test_a_waiter_that_goes_away_leaves_the_load_to_the_others() -> None:
 
 
 async def test_a_failed_load_reaches_every_waiter_and_the_next_request_tries_again() -> None:
-    loader = CountingLoader()
-    loader.release.clear()
+    loader, cache = held_cache()
     loader.failure = ConnectionError("database down")
-    cache = CredentialCache(load=loader)
     waiting = [asyncio.ensure_future(cache.get("abc")) for _ in range(3)]
     await asyncio.sleep(0.01)
     loader.release.set()
