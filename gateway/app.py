@@ -158,6 +158,7 @@ class GatewayApp:
             route_reason=ctx.route_reason or None,
             **ctx.route_fields,
             is_streamed=ctx.is_streamed,
+            is_forwarded_early=ctx.is_forwarded_early,
             cache=ctx.cache.status.value if ctx.cache is not None else None,
             latency_ms=round(ctx.elapsed_ms(), 2),
             upstream_latency_ms=_round(ctx.upstream_latency_ms),

@@ -134,6 +134,7 @@ class ReservationResult:
     spent_usd: Decimal | None = None  # of `rejected_by`, when rejected
     reserved_usd: Decimal | None = None
     missing: BudgetRef | None = None
+    headroom_usd: Decimal | None = None  # when reserved: the least any budget has left
 
     @property
     def admitted(self) -> bool:
@@ -195,7 +196,7 @@ class ReserveCall:
     def result(self, raw: list[Any]) -> ReservationResult:
         status, index, spent, reserved = (int(x) for x in raw)
         if status == 1:
-            return ReservationResult(ReserveStatus.RESERVED)
+            return ReservationResult(ReserveStatus.RESERVED, headroom_usd=from_micro(reserved))
         if status == 2:
             return ReservationResult(ReserveStatus.DUPLICATE)
         if status == 3:

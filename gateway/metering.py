@@ -1,7 +1,12 @@
 """Admission and settlement of one request: rate limits, budget reservation, the usage event.
 
 `Meter.admit` runs before forwarding: ONE Redis round trip reserves the worst-case cost on the
-budgets and checks the key's and tenant's rate limits, all or nothing. `Meter.settle` runs once
+budgets and checks the key's and tenant's rate limits, all or nothing. When the key's last
+admission in this process, under `EARLY_FORWARD_MEMO_S` ago, left every limit and budget at
+least `EARLY_FORWARD_FACTOR` times this request's worth (`may_forward_early`), gateway.views
+forwards while the admission runs and sends nothing back before it has said yes: the counters
+are exactly as strict, and a refusal then (other processes used up that much headroom within
+the second) costs only the upstream work no tenant is charged for. `Meter.settle` runs once
 when the answer is over (sent, failed, or abandoned by the client): ONE round trip corrects the
 token count, frees the concurrency slot, charges the actual cost, and appends the usage event
 to the Redis stream that billing drains into the ledger (gateway.meter_scripts). No database
@@ -11,6 +16,7 @@ instead (never lost).
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +48,7 @@ from gateway.errors import GatewayError
 from gateway.limits import (
     AdmitCall,
     LimiterUnavailable,
+    Quota,
     RateLimiter,
     RateLimitResult,
     RatePolicy,
@@ -57,6 +64,21 @@ if TYPE_CHECKING:
     from gateway.context import RequestContext
 
 log = structlog.get_logger(__name__)
+
+EARLY_FORWARD_FACTOR = 100
+EARLY_FORWARD_MEMO_S = 1.0
+HEADROOM_MEMO_MAX_KEYS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """What a key's last admission in this process left; None: no such limit or budget."""
+
+    at: float  # time.monotonic()
+    requests: int | None
+    tokens: int | None
+    concurrent: int | None
+    budget_usd: Decimal | None
 
 
 @dataclass(slots=True)
@@ -98,6 +120,61 @@ class Meter:
         )
         self.reservations = BudgetReservations(redis, timeout_s=settings.REDIS_TIMEOUT_S)
         self.scripts = MeterScripts(redis, timeout_s=settings.REDIS_TIMEOUT_S)
+        self.is_early_forward_enabled: bool = settings.AICC_EARLY_FORWARD
+        self._headroom: dict[str, Headroom] = {}
+
+    def may_forward_early(self, ctx: RequestContext, payload: dict[str, Any], body: bytes) -> bool:
+        """Whether this request may be forwarded while its admission runs (see the module)."""
+        caller = ctx.caller
+        assert caller is not None
+        last = self._headroom.get(caller.record.key_public_id)
+        if (
+            not self.is_early_forward_enabled
+            or last is None
+            or time.monotonic() - last.at > EARLY_FORWARD_MEMO_S
+        ):
+            return False
+        factor = EARLY_FORWARD_FACTOR
+        max_output_tokens = _max_output_tokens(payload, ctx.endpoint)
+        tokens_needed = tokens.estimated_prompt_tokens(body) + max_output_tokens
+        if (
+            (last.requests is not None and last.requests < factor)
+            or (last.tokens is not None and last.tokens < factor * tokens_needed)
+            or (last.concurrent is not None and last.concurrent < factor)
+        ):
+            return False
+        if last.budget_usd is None:
+            return True
+        model = ctx.served_model or ctx.requested_model or ""
+        price = self.prices.book.price_for(model, datetime.now(UTC))
+        if price is None:
+            return False
+        max_cost = pricing.max_cost_usd(
+            price, prompt_tokens=tokens.max_prompt_tokens(body), max_output_tokens=max_output_tokens
+        )
+        return last.budget_usd >= factor * max_cost
+
+    def forget_headroom(self) -> None:
+        """Limits or budgets may have changed (credentials version moved)."""
+        self._headroom.clear()
+
+    def _note_headroom(
+        self, key_id: str, rate: RateLimitResult | None, reservation: ReservationResult | None
+    ) -> None:
+        if (rate is not None and (rate.is_fail_open or not rate.admitted)) or (
+            reservation is not None and not reservation.admitted
+        ):
+            self._headroom.pop(key_id, None)
+            return
+        if len(self._headroom) >= HEADROOM_MEMO_MAX_KEYS:
+            self._headroom.clear()
+        self._headroom[key_id] = Headroom(
+            at=time.monotonic(),
+            requests=_remaining(rate.requests) if rate else None,
+            tokens=_remaining(rate.tokens) if rate else None,
+            concurrent=_remaining(rate.concurrency) if rate else None,
+            budget_usd=reservation.headroom_usd if reservation else None,
+        )
 
     async def admit(
         self,
@@ -132,6 +209,7 @@ class Meter:
             try:
                 rate_reply, budget_reply = await self.scripts.admit(rate_call, budget_call)
             except LimiterUnavailable:
+                self._headroom.pop(caller.record.key_public_id, None)
                 if budget_call is None and self.limiter.fail_open:
                     ticket.rate = rate_call.fail_open_result()  # type: ignore[union-attr]
                     ctx.ticket = ticket
@@ -141,9 +219,11 @@ class Meter:
             if reservation is None or reservation.status != ReserveStatus.COUNTER_MISSING:
                 break
             await self._rebuild(reservation.missing, ticket)
+        rate = rate_call.result(rate_reply) if rate_call is not None and rate_reply else None
+        self._note_headroom(caller.record.key_public_id, rate, reservation)
         # A rate refusal already gave the reservation back inside the script.
-        if rate_call is not None and rate_reply is not None:
-            ticket.rate = self._check_rate(ctx, rate_call.result(rate_reply))
+        if rate is not None:
+            ticket.rate = self._check_rate(ctx, rate)
         if reservation is not None:
             self._check_reservation(ticket, reservation)
         # Only admitted requests are metered; refusals are counted by the metrics, not billed.
@@ -316,6 +396,10 @@ class Meter:
             started_at=ticket.started_at,
             finished_at=datetime.now(UTC),
         )
+
+
+def _remaining(quota: Quota | None) -> int | None:
+    return None if quota is None else quota.remaining
 
 
 def _max_output_tokens(payload: dict[str, Any], endpoint: str) -> int:

@@ -138,6 +138,12 @@ class GatewayMetrics:
             "aicc_rejections", "Requests refused at admission: rate_limit or budget.",
             ["kind", "tenant"], registry=registry,
         )  # fmt: skip
+        self.early_forward_refused = Counter(
+            "aicc_early_forward_refused",
+            "Requests forwarded while their admission ran and then refused by it: upstream "
+            "work that no tenant is charged for.",
+            ["tenant"], registry=registry,
+        )  # fmt: skip
         self.breaker_state = Gauge(
             "aicc_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
             ["upstream"], registry=registry, multiprocess_mode="livemostrecent",
@@ -205,6 +211,11 @@ def observe_error(error: GatewayError, ctx: RequestContext) -> None:
     kind = REJECTION_KIND_BY_CODE.get(error.code or "")
     if kind is not None:
         observe_rejection(kind, tenant=ctx.caller.record.tenant_slug if ctx.caller else NO_TENANT)
+
+
+def observe_early_forward_refused(ctx: RequestContext) -> None:
+    tenant = ctx.caller.record.tenant_slug if ctx.caller else NO_TENANT
+    gateway_metrics().early_forward_refused.labels(tenant).inc()
 
 
 def observe_breaker(name: str, state: str) -> None:

@@ -8,17 +8,21 @@ the gateway always asks for the usage chunk and hides it from clients that did n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
+import structlog
 
-from gateway import upstream
+from gateway import metrics, upstream
 from gateway.context import RequestContext, Usage
 from gateway.errors import GatewayError, render
 from gateway.http import Response, StreamResponse
 
+log = structlog.get_logger(__name__)
+
 _DONE = b"data: [DONE]"
+Answer = TypeVar("Answer")
 
 
 def _reply_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
@@ -27,8 +31,14 @@ def _reply_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-async def forward(ctx: RequestContext, path: str, payload: dict[str, Any]) -> Response:
-    reply = await ctx.runtime.resilience.post(ctx, path, payload)
+async def forward(
+    ctx: RequestContext,
+    path: str,
+    payload: dict[str, Any],
+    admitting: asyncio.Future[None] | None = None,
+) -> Response:
+    """`admitting`: the admission, when it runs beside the forwarding (gateway.views)."""
+    reply = await _once_admitted(ctx, admitting, ctx.runtime.resilience.post(ctx, path, payload))
     ctx.upstream_latency_ms = reply.latency_ms
     ctx.upstream_cost = reply.headers.get(upstream.UPSTREAM_COST_HEADER)
     if reply.status == 200:
@@ -57,12 +67,17 @@ async def forward(ctx: RequestContext, path: str, payload: dict[str, Any]) -> Re
 
 
 async def forward_stream(
-    ctx: RequestContext, path: str, payload: dict[str, Any]
+    ctx: RequestContext,
+    path: str,
+    payload: dict[str, Any],
+    admitting: asyncio.Future[None] | None = None,
 ) -> Response | StreamResponse:
     stream_options = payload.get("stream_options") or {}
     client_wants_usage = stream_options.get("include_usage") is True
     payload = {**payload, "stream_options": {**stream_options, "include_usage": True}}
-    stream = await ctx.runtime.resilience.post_stream(ctx, path, payload)
+    stream = await _once_admitted(
+        ctx, admitting, ctx.runtime.resilience.post_stream(ctx, path, payload)
+    )
     if isinstance(stream, upstream.UpstreamReply):  # the upstream refused to stream
         return Response(stream.status, stream.body, content_type=stream.content_type)
     ctx.upstream_cost = stream.headers.get(upstream.UPSTREAM_COST_HEADER)
@@ -78,6 +93,50 @@ async def forward_stream(
         _relay(ctx, stream, client_wants_usage=client_wants_usage),
         headers=_reply_headers(stream.headers),
     )
+
+
+async def _once_admitted(
+    ctx: RequestContext, admitting: asyncio.Future[None] | None, answer: Awaitable[Answer]
+) -> Answer:
+    """The upstream's answer, once the admission running beside it has said yes.
+
+    A refusal wins: the upstream's answer (or its failure) is dropped, and an open stream is
+    closed, which cancels the generation upstream."""
+    if admitting is None:
+        return await answer
+    try:
+        got = await answer
+    except GatewayError:
+        await admitting  # its refusal, if any, is the answer
+        raise
+    except BaseException:
+        await asyncio.wait([admitting])  # a ticket it takes must reach the settlement
+        if not admitting.cancelled():
+            admitting.exception()  # retrieved: the failure reported is the one raised here
+        raise
+    try:
+        await admitting
+    except GatewayError as refusal:
+        if isinstance(got, upstream.UpstreamStream):
+            await _abandon(got)
+        metrics.observe_early_forward_refused(ctx)
+        log.warning(
+            "early_forward_refused",
+            code=refusal.code,
+            upstream_status=getattr(got, "status", None),
+        )
+        raise
+    except BaseException:
+        if isinstance(got, upstream.UpstreamStream):
+            await _abandon(got)
+        raise
+    return got
+
+
+async def _abandon(stream: upstream.UpstreamStream) -> None:
+    stream.close()
+    if stream.on_end is not None:
+        await asyncio.shield(stream.on_end("abandoned"))
 
 
 async def _relay(

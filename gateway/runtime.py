@@ -43,6 +43,7 @@ class Runtime:
         self.targets = Targets.from_settings()
         self.router = Router()
         self.credentials.on_change(self.router.clear_overrides)
+        self.credentials.on_change(self._limits_may_have_changed)
         self._background: list[asyncio.Task[None]] = []
         self.recent_stats = RecentStats()
         self.langfuse = LangfuseExporter.from_settings()  # None unless configured
@@ -63,6 +64,10 @@ class Runtime:
             )
             self._redis = Redis(connection_pool=pool)
         return self._redis
+
+    def _limits_may_have_changed(self) -> None:
+        if self._meter is not None:
+            self._meter.forget_headroom()
 
     @property
     def meter(self) -> Meter:

@@ -6,6 +6,7 @@ Branching lives in the modules; refusals are GatewayErrors rendered by gateway.a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -92,13 +93,20 @@ async def _generation(
         is_tenant_enabled=ctx.caller.record.is_response_cache_enabled,  # type: ignore[union-attr]
         header_value=request.headers.get(CACHE_HEADER),
     )
-    await ctx.runtime.meter.admit(ctx, payload, body, is_cache_hit=ctx.cache.hit is not None)
+    admitting = None
+    if ctx.cache.hit is None and ctx.runtime.meter.may_forward_early(ctx, payload, body):
+        # Ample headroom: forward while the admission runs; nothing is sent back before it
+        # has said yes (gateway.metering).
+        admitting = asyncio.ensure_future(ctx.runtime.meter.admit(ctx, payload, body))
+        ctx.is_forwarded_early = True
+    else:
+        await ctx.runtime.meter.admit(ctx, payload, body, is_cache_hit=ctx.cache.hit is not None)
     ctx.response_headers.append(ctx.cache.header())
     if ctx.cache.hit is not None:
         return ctx.runtime.response_cache.respond(ctx, ctx.cache.hit)
     if can_stream and payload.get("stream"):
-        return await forward_stream(ctx, path, payload)
-    return await forward(ctx, path, payload)
+        return await forward_stream(ctx, path, payload, admitting)
+    return await forward(ctx, path, payload, admitting)
 
 
 async def chat_completions(request: Request, ctx: RequestContext) -> Response | StreamResponse:

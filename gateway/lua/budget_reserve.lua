@@ -6,9 +6,10 @@
 -- ARGV: now_ms, lease_ms, request_id, amount, record_ttl_ms, n_budgets,
 --   then per budget: limit, key_ttl_ms (-1 = no expiry), soft_threshold (-1 = none), alert key,
 --   label (echoed into the record for settle).
--- Returns {status, index, spent, reserved}: status 1 reserved, 0 rejected by budget `index`,
---   2 duplicate request id (already reserved, nothing done), 3 spent counter of budget `index`
---   missing (rebuild it from the ledger, then retry).
+-- Returns {status, index, spent, reserved}: status 0 rejected by budget `index`, 2 duplicate
+--   request id (already reserved, nothing done), 3 spent counter of budget `index` missing
+--   (rebuild it from the ledger, then retry); status 1 reserved, as {1, 0, 0, headroom}: the
+--   least any of the budgets has left after this reservation.
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local request_id = ARGV[3]
@@ -45,9 +46,12 @@ for i = 1, n do
   budgets[i] = b
 end
 
+local headroom = nil
 for i = 1, n do
   local b = budgets[i]
-  if b.spent + b.reserved + amount > b.limit then return {0, i, b.spent, b.reserved} end
+  local left = b.limit - b.spent - b.reserved - amount
+  if left < 0 then return {0, i, b.spent, b.reserved} end
+  if headroom == nil or left < headroom then headroom = left end
 end
 
 local member = request_id .. '|' .. amount
@@ -71,4 +75,4 @@ for i = 1, n do
   end
 end
 redis.call('SET', record, cjson.encode(record_fields), 'PX', record_ttl)
-return {1, 0, 0, 0}
+return {1, 0, 0, headroom}
