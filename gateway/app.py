@@ -60,6 +60,7 @@ class GatewayApp:
             runtime=self.runtime,
         )
         structlog.contextvars.bind_contextvars(correlation_id=ctx.correlation_id)
+        self.runtime.in_flight += 1
         try:
             await self._handle(request, ctx, send)
         finally:
@@ -69,6 +70,7 @@ class GatewayApp:
             self._log_completed(request, ctx)
             self._observe(ctx)
             structlog.contextvars.clear_contextvars()
+            self.runtime.in_flight -= 1
 
     async def _handle(self, request: Request, ctx: RequestContext, send: Send) -> None:
         try:

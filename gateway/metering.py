@@ -1,17 +1,20 @@
 """Admission and settlement of one request: rate limits, budget reservation, the usage event.
 
 `Meter.admit` runs before forwarding: ONE Redis round trip reserves the worst-case cost on the
-budgets and checks the key's and tenant's rate limits, all or nothing. When the key's last
-admission in this process, under `EARLY_FORWARD_MEMO_S` ago, left every limit and budget at
-least `EARLY_FORWARD_FACTOR` times this request's worth (`may_forward_early`), gateway.views
+budgets and checks the key's and tenant's rate limits, all or nothing. When the process is
+not busy (at most `EARLY_FORWARD_MAX_IN_FLIGHT` requests in flight) and the key's last
+admission here, under `EARLY_FORWARD_MEMO_S` ago, left every limit and budget at least
+`EARLY_FORWARD_FACTOR` times this request's worth (`may_forward_early`), gateway.views
 forwards while the admission runs and sends nothing back before it has said yes: the counters
 are exactly as strict, and a refusal then (other processes used up that much headroom within
-the second) costs only the upstream work no tenant is charged for. `Meter.settle` runs once
-when the answer is over (sent, failed, or abandoned by the client): ONE round trip corrects the
-token count, frees the concurrency slot, charges the actual cost, and appends the usage event
-to the Redis stream that billing drains into the ledger (gateway.meter_scripts). No database
-write on the hot path; if Redis is unreachable the event is written to the ledger directly
-instead (never lost).
+the second) costs only the upstream work no tenant is charged for. A busy process gains
+nothing from it (its other requests already fill the wait) and would pay the extra task.
+
+`Meter.settle` runs once when the answer is over (sent, failed, or abandoned by the client):
+ONE round trip corrects the token count, frees the concurrency slot, charges the actual cost,
+and appends the usage event to the Redis stream that billing drains into the ledger
+(gateway.meter_scripts). No database write on the hot path; if Redis is unreachable the event
+is written to the ledger directly instead (never lost).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ log = structlog.get_logger(__name__)
 
 EARLY_FORWARD_FACTOR = 100
 EARLY_FORWARD_MEMO_S = 1.0
+EARLY_FORWARD_MAX_IN_FLIGHT = 4
 HEADROOM_MEMO_MAX_KEYS = 10_000
 
 
@@ -125,14 +129,12 @@ class Meter:
 
     def may_forward_early(self, ctx: RequestContext, payload: dict[str, Any], body: bytes) -> bool:
         """Whether this request may be forwarded while its admission runs (see the module)."""
+        if not self.is_early_forward_enabled or ctx.runtime.in_flight > EARLY_FORWARD_MAX_IN_FLIGHT:
+            return False
         caller = ctx.caller
         assert caller is not None
         last = self._headroom.get(caller.record.key_public_id)
-        if (
-            not self.is_early_forward_enabled
-            or last is None
-            or time.monotonic() - last.at > EARLY_FORWARD_MEMO_S
-        ):
+        if last is None or time.monotonic() - last.at > EARLY_FORWARD_MEMO_S:
             return False
         factor = EARLY_FORWARD_FACTOR
         max_output_tokens = _max_output_tokens(payload, ctx.endpoint)

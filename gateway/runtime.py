@@ -45,6 +45,7 @@ class Runtime:
         self.credentials.on_change(self.router.clear_overrides)
         self.credentials.on_change(self._limits_may_have_changed)
         self._background: list[asyncio.Task[None]] = []
+        self.in_flight = 0  # /v1 requests this process is serving now (gateway.app)
         self.recent_stats = RecentStats()
         self.langfuse = LangfuseExporter.from_settings()  # None unless configured
 

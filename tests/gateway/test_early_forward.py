@@ -3,6 +3,7 @@ admission says yes, a late refusal wins and bills nothing (gateway.metering, gat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from billing.services import budget_set
 from tenants.models import Tenant
 from tenants.services import IssuedKey, api_key_create
 from tests.fake_upstream import FakeUpstream
-from tests.gateway.test_metering_e2e import drain_ledger
+from tests.gateway.test_metering_e2e import drain_ledger, fire_together
 from tests.live import GatewayProcess
 
 MODEL = "gpt-4o-mini"
@@ -151,6 +152,20 @@ def test_a_refusal_after_an_early_forward_wins_and_bills_nothing(
     # Its headroom is forgotten: the next request waits for its admission again.
     assert chat(process, key).status_code == 429
     assert fake_upstream.stats()["llm_calls"] == 2
+
+
+def test_a_busy_process_waits_for_the_admission(
+    tenant_a: Tenant, start_gateway: object, fake_upstream: FakeUpstream
+) -> None:
+    """With its other requests filling the wait, early forwarding would only cost a task."""
+    key = budgeted_key(tenant_a, Decimal(1000))
+    process = start_gateway()  # type: ignore[operator]
+    assert chat(process, key).status_code == 200  # headroom known
+    responses = asyncio.run(fire_together([process.url], key.raw_key, 40))
+    assert [response.status_code for response in responses] == [200] * 40
+    early = [line["is_forwarded_early"] for line in completed_lines(process, 41)[1:]]
+    assert len(early) == 40
+    assert early.count(True) <= 10, early  # only while at most 4 were in flight
 
 
 def test_early_forwarding_can_be_switched_off(
