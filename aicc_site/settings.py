@@ -170,7 +170,7 @@ AICC_KNOWN_MODELS = env_list("AICC_KNOWN_MODELS", [])
 # --- Metering -------------------------------------------------------------------------------
 # Redis down: budgets always refuse (503); rate limits admit when this is true, refuse when false.
 AICC_RATE_LIMIT_FAIL_OPEN = env_bool("AICC_RATE_LIMIT_FAIL_OPEN", False)
-# Forward while the admission runs when the key has ample headroom (gateway.metering).
+# Forward while the admission runs when the key has ample headroom (gateway.early_forward).
 AICC_EARLY_FORWARD = env_bool("AICC_EARLY_FORWARD", True)
 # Reserved for a request that names no max_tokens (tokens/minute and the budget's worst case).
 AICC_DEFAULT_MAX_OUTPUT_TOKENS = env_int("AICC_DEFAULT_MAX_OUTPUT_TOKENS", 4096, minimum=1)

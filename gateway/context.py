@@ -58,7 +58,7 @@ class RequestContext:
     route_fields: dict[str, Any] = field(default_factory=dict)
     is_streamed: bool = False
     is_cache_hit: bool = False
-    # Forwarded while its admission ran (gateway.metering.Meter.may_forward_early).
+    # Forwarded while its admission ran (gateway.early_forward).
     is_forwarded_early: bool = False
     cache: CacheLookup | None = None
     status: int = 0

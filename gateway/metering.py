@@ -1,14 +1,8 @@
 """Admission and settlement of one request: rate limits, budget reservation, the usage event.
 
 `Meter.admit` runs before forwarding: ONE Redis round trip reserves the worst-case cost on the
-budgets and checks the key's and tenant's rate limits, all or nothing. When the process is
-not busy (at most `EARLY_FORWARD_MAX_IN_FLIGHT` requests in flight) and the key's last
-admission here, under `EARLY_FORWARD_MEMO_S` ago, left every limit and budget at least
-`EARLY_FORWARD_FACTOR` times this request's worth (`may_forward_early`), gateway.views
-forwards while the admission runs and sends nothing back before it has said yes: the counters
-are exactly as strict, and a refusal then (other processes used up that much headroom within
-the second) costs only the upstream work no tenant is charged for. A busy process gains
-nothing from it (its other requests already fill the wait) and would pay the extra task.
+budgets and checks the key's and tenant's rate limits, all or nothing. With ample headroom
+it may run beside the forwarding instead (`may_forward_early`, gateway.early_forward).
 
 `Meter.settle` runs once when the answer is over (sent, failed, or abandoned by the client):
 ONE round trip corrects the token count, frees the concurrency slot, charges the actual cost,
@@ -19,7 +13,6 @@ is written to the ledger directly instead (never lost).
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,11 +40,11 @@ from gateway.budgets import (
     prepare_settle,
     settle_result,
 )
+from gateway.early_forward import HeadroomMemo
 from gateway.errors import GatewayError
 from gateway.limits import (
     AdmitCall,
     LimiterUnavailable,
-    Quota,
     RateLimiter,
     RateLimitResult,
     RatePolicy,
@@ -67,22 +60,6 @@ if TYPE_CHECKING:
     from gateway.context import RequestContext
 
 log = structlog.get_logger(__name__)
-
-EARLY_FORWARD_FACTOR = 100
-EARLY_FORWARD_MEMO_S = 1.0
-EARLY_FORWARD_MAX_IN_FLIGHT = 4
-HEADROOM_MEMO_MAX_KEYS = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Headroom:
-    """What a key's last admission in this process left; None: no such limit or budget."""
-
-    at: float  # time.monotonic()
-    requests: int | None
-    tokens: int | None
-    concurrent: int | None
-    budget_usd: Decimal | None
 
 
 @dataclass(slots=True)
@@ -124,59 +101,22 @@ class Meter:
         )
         self.reservations = BudgetReservations(redis, timeout_s=settings.REDIS_TIMEOUT_S)
         self.scripts = MeterScripts(redis, timeout_s=settings.REDIS_TIMEOUT_S)
-        self.is_early_forward_enabled: bool = settings.AICC_EARLY_FORWARD
-        self._headroom: dict[str, Headroom] = {}
+        self.headroom = HeadroomMemo(is_enabled=settings.AICC_EARLY_FORWARD)
 
     def may_forward_early(self, ctx: RequestContext, payload: dict[str, Any], body: bytes) -> bool:
-        """Whether this request may be forwarded while its admission runs (see the module)."""
-        if not self.is_early_forward_enabled or ctx.runtime.in_flight > EARLY_FORWARD_MAX_IN_FLIGHT:
-            return False
+        """Whether it may be forwarded while its admission runs (gateway.early_forward)."""
         caller = ctx.caller
         assert caller is not None
-        last = self._headroom.get(caller.record.key_public_id)
-        if last is None or time.monotonic() - last.at > EARLY_FORWARD_MEMO_S:
+        last = self.headroom.usable(caller.record.key_public_id, in_flight=ctx.runtime.in_flight)
+        if last is None:
             return False
-        factor = EARLY_FORWARD_FACTOR
         max_output_tokens = _max_output_tokens(payload, ctx.endpoint)
-        tokens_needed = tokens.estimated_prompt_tokens(body) + max_output_tokens
-        if (
-            (last.requests is not None and last.requests < factor)
-            or (last.tokens is not None and last.tokens < factor * tokens_needed)
-            or (last.concurrent is not None and last.concurrent < factor)
-        ):
-            return False
-        if last.budget_usd is None:
-            return True
-        model = ctx.served_model or ctx.requested_model or ""
-        price = self.prices.book.price_for(model, datetime.now(UTC))
-        if price is None:
-            return False
-        max_cost = pricing.max_cost_usd(
-            price, prompt_tokens=tokens.max_prompt_tokens(body), max_output_tokens=max_output_tokens
-        )
-        return last.budget_usd >= factor * max_cost
 
-    def forget_headroom(self) -> None:
-        """Limits or budgets may have changed (credentials version moved)."""
-        self._headroom.clear()
+        def max_cost() -> Decimal | None:
+            price = self.prices.book.price_for(_model_of(ctx), datetime.now(UTC))
+            return None if price is None else _max_cost(price, body, max_output_tokens)
 
-    def _note_headroom(
-        self, key_id: str, rate: RateLimitResult | None, reservation: ReservationResult | None
-    ) -> None:
-        if (rate is not None and (rate.is_fail_open or not rate.admitted)) or (
-            reservation is not None and not reservation.admitted
-        ):
-            self._headroom.pop(key_id, None)
-            return
-        if len(self._headroom) >= HEADROOM_MEMO_MAX_KEYS:
-            self._headroom.clear()
-        self._headroom[key_id] = Headroom(
-            at=time.monotonic(),
-            requests=_remaining(rate.requests) if rate else None,
-            tokens=_remaining(rate.tokens) if rate else None,
-            concurrent=_remaining(rate.concurrency) if rate else None,
-            budget_usd=reservation.headroom_usd if reservation else None,
-        )
+        return last.covers(_tokens_needed(body, max_output_tokens), max_cost)
 
     async def admit(
         self,
@@ -211,7 +151,7 @@ class Meter:
             try:
                 rate_reply, budget_reply = await self.scripts.admit(rate_call, budget_call)
             except LimiterUnavailable:
-                self._headroom.pop(caller.record.key_public_id, None)
+                self.headroom.forget_key(caller.record.key_public_id)
                 if budget_call is None and self.limiter.fail_open:
                     ticket.rate = rate_call.fail_open_result()  # type: ignore[union-attr]
                     ctx.ticket = ticket
@@ -222,7 +162,7 @@ class Meter:
                 break
             await self._rebuild(reservation.missing, ticket)
         rate = rate_call.result(rate_reply) if rate_call is not None and rate_reply else None
-        self._note_headroom(caller.record.key_public_id, rate, reservation)
+        self.headroom.note(caller.record.key_public_id, rate, reservation)
         # A rate refusal already gave the reservation back inside the script.
         if rate is not None:
             ticket.rate = self._check_rate(ctx, rate)
@@ -243,7 +183,7 @@ class Meter:
             request_id=ticket.request_id,
             key=key,
             tenant=tenant,
-            estimated_tokens=tokens.estimated_prompt_tokens(body) + max_output_tokens,
+            estimated_tokens=_tokens_needed(body, max_output_tokens),
         )
 
     def _check_rate(self, ctx: RequestContext, result: RateLimitResult) -> RateLimitResult:
@@ -263,7 +203,7 @@ class Meter:
     def _budget_call(
         self, ctx: RequestContext, ticket: Ticket, body: bytes, max_output_tokens: int
     ) -> ReserveCall | None:
-        model = ctx.served_model or ctx.requested_model or ""
+        model = _model_of(ctx)
         ticket.price = self.prices.book.price_for(model, ticket.started_at)
         if ticket.price is None:
             raise GatewayError(
@@ -272,11 +212,7 @@ class Meter:
                 code="model_not_priced",
                 param="model",
             )
-        max_cost = pricing.max_cost_usd(
-            ticket.price,
-            prompt_tokens=tokens.max_prompt_tokens(body),
-            max_output_tokens=max_output_tokens,
-        )
+        max_cost = _max_cost(ticket.price, body, max_output_tokens)
         by_scope = {budget.scope: budget for budget, _ in ticket.budgets}
         return self.reservations.prepare_reserve(
             ticket.request_id, by_scope.get(Scope.TENANT), by_scope.get(Scope.KEY), max_cost
@@ -311,7 +247,7 @@ class Meter:
         ticket.is_settled = True
         usage = ctx.final_usage()
         # Priced as served: a fallback may have answered with another model than was reserved.
-        served_model = ctx.served_model or ctx.requested_model or ""
+        served_model = _model_of(ctx)
         price = self.prices.book.price_for(served_model, ticket.started_at) or ticket.price
         if ctx.is_cache_hit:
             # Answered from the response cache: nothing was bought, not even a per-request fee.
@@ -381,7 +317,7 @@ class Meter:
             api_key_id=caller.key_id,
             secret_id=caller.secret_id,
             requested_model=ctx.requested_model or "",
-            served_model=ctx.served_model or ctx.requested_model or "",
+            served_model=_model_of(ctx),
             route_reason=ctx.route_reason,
             endpoint=ctx.endpoint,
             prompt_tokens=usage.prompt_tokens,
@@ -400,8 +336,21 @@ class Meter:
         )
 
 
-def _remaining(quota: Quota | None) -> int | None:
-    return None if quota is None else quota.remaining
+def _model_of(ctx: RequestContext) -> str:
+    """The model served (as routed, or the fallback that answered), else the one asked for."""
+    return ctx.served_model or ctx.requested_model or ""
+
+
+def _tokens_needed(body: bytes, max_output_tokens: int) -> int:
+    """What the tokens-per-minute limits count at admission."""
+    return tokens.estimated_prompt_tokens(body) + max_output_tokens
+
+
+def _max_cost(price: ModelPrice, body: bytes, max_output_tokens: int) -> Decimal:
+    """The worst case a budget reserves: body bytes bound the prompt tokens."""
+    return pricing.max_cost_usd(
+        price, prompt_tokens=tokens.max_prompt_tokens(body), max_output_tokens=max_output_tokens
+    )
 
 
 def _max_output_tokens(payload: dict[str, Any], endpoint: str) -> int:

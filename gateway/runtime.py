@@ -68,7 +68,7 @@ class Runtime:
 
     def _limits_may_have_changed(self) -> None:
         if self._meter is not None:
-            self._meter.forget_headroom()
+            self._meter.headroom.forget()
 
     @property
     def meter(self) -> Meter:

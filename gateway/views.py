@@ -96,7 +96,7 @@ async def _generation(
     admitting = None
     if ctx.cache.hit is None and ctx.runtime.meter.may_forward_early(ctx, payload, body):
         # Ample headroom: forward while the admission runs; nothing is sent back before it
-        # has said yes (gateway.metering).
+        # has said yes (gateway.early_forward).
         admitting = asyncio.ensure_future(ctx.runtime.meter.admit(ctx, payload, body))
         ctx.is_forwarded_early = True
     else:
