@@ -3,6 +3,7 @@
     python -m bench.ab AICC_GC_GEN0_THRESHOLD=0 --versus ""   # Python's collector vs ours
     python -m bench.ab A=1 --versus A=2 --clients 64 --stream --rounds 12
     python -m bench.ab "" --base a24c4c4                      # commit a24c4c4 vs this checkout
+    python -m bench.ab "" --python ../venv312/bin/python      # another Python vs this venv's
 
 This machine's speed drifts by 15-30 % between whole `bench/run.py` runs, more than the effect of
 most single changes. Here two gateways (A and B, each one worker with production settings,
@@ -11,6 +12,8 @@ each round sends a short burst to direct, A and B back to back (A and B swap pla
 round). Differences are paired by round before the median is taken, so drift cancels out.
 With `--base REV`, gateway A runs the code of commit REV (a temporary git worktree, on this
 checkout's virtualenv) and B this checkout's code: a code change measured like a setting.
+With `--python PATH`, gateway A runs on that interpreter (a virtualenv with requirements.txt
+installed) and B on this checkout's.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--stream", action="store_true", help="streamed requests")
     parser.add_argument("--base", help="run gateway A on the code of this git commit")
+    parser.add_argument("--python", default=sys.executable, help="gateway A's interpreter")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=float, default=1.0, help="measured seconds per burst")
     args = parser.parse_args(argv)
@@ -122,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     with code_of(args.base) as base_code:
         try:
             upstream = targets["direct"] = stack.start_upstream()
-            for name, assignments, code_dir in (
-                ("A", args.a, base_code),
-                ("B", args.versus, stack.PROJECT_ROOT),
+            for name, assignments, code_dir, python in (
+                ("A", args.a, base_code, args.python),
+                ("B", args.versus, stack.PROJECT_ROOT, sys.executable),
             ):
                 targets[name] = stack.start_gateway(
                     name,
@@ -135,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                     api_key=key,
                     extra_env=environment(assignments),
                     code_dir=code_dir,
+                    python=python,
                 )
             a_code = f" at {args.base}" if args.base else ""
+            if args.python != sys.executable:
+                a_code += f" on {args.python}"
             print(f"A: {args.a or '(defaults)'}{a_code}   B: {args.versus or '(defaults)'}")
             for clients in args.clients:
                 compare(targets, upstream, clients=clients, is_stream=args.stream, args=args)

@@ -23,6 +23,9 @@ TARGET_THROUGHPUT_VS_LITELLM = 20.0
 TARGET_RSS_MB = 150.0
 TARGET_KEY_TABLE_COST_GROWTH = 0.10
 KEY_TABLE_SCENARIO = "key table c=16"
+# The same server and upstream client as the gateway with no feature at all: what this stack
+# can do on this machine, measured in the same rounds (bench/probes/forward_app.py).
+CEILING = "forwarder"
 
 
 def _median(values: Iterable[float]) -> float:
@@ -214,6 +217,33 @@ def litellm_ratios(runs: list[Run]) -> list[tuple[str, float, float, float]]:
     return out
 
 
+def ceiling_ratios(runs: list[Run]) -> list[tuple[str, float]]:
+    """How AICC and LiteLLM compare with the bare forwarder (chat), measured in the same rounds."""
+    summary = summarise(runs)
+    out = []
+    wide, one = ("chat c=64", CEILING), ("chat c=1", CEILING)
+    if wide in summary and ("chat c=64", "litellm") in summary:
+        litellm = summary[("chat c=64", "litellm")]
+        out.append(
+            ("bare forwarder rps / LiteLLM rps, 64 clients", summary[wide]["rps"], litellm["rps"])
+        )
+    if wide in summary and ("chat c=64", "aicc") in summary:
+        aicc, ceiling = summary[("chat c=64", "aicc")], summary[wide]
+        out.append(("AICC rps / bare forwarder rps, 64 clients", aicc["rps"], ceiling["rps"]))
+        out.append(
+            (
+                "AICC CPU ms/request / bare forwarder's, 64 clients",
+                aicc["cpu_ms_per_req"],
+                ceiling["cpu_ms_per_req"],
+            )
+        )
+    return [(label, ratio(a, b)) for label, a, b in out] + (
+        [("bare forwarder added p50, 1 client (ms)", paired(runs, *one, "direct", "p50_ms"))]
+        if one in summary
+        else []
+    )
+
+
 def render(runs: list[Run], context: dict[str, Any]) -> str:
     parts = ["", table(runs), ""]
     ratios = litellm_ratios(runs)
@@ -222,6 +252,11 @@ def render(runs: list[Run], context: dict[str, Any]) -> str:
         parts += [
             f"{label:<58}{_fmt(a):>9}{_fmt(b):>9}{_fmt(r, 1):>7}×" for label, a, b, r in ratios
         ]
+        parts.append("")
+    ceiling = ceiling_ratios(runs)
+    if ceiling:
+        parts.append("Ceiling (uvicorn + aiohttp forwarding, no features; same rounds):")
+        parts += [f"  {label:<56}{_fmt(value, 3):>9}" for label, value in ceiling]
         parts.append("")
     parts.append("Targets (issue):")
     for c in comparisons(runs):

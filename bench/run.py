@@ -41,6 +41,7 @@ DEFAULT_BIG_DATABASE = "postgres://postgres@127.0.0.1:5432/aicc_bench_big"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/7"
 MODEL = "gpt-4o-mini"
 KEY_TABLE_SCENARIO = report.KEY_TABLE_SCENARIO
+CHAT_TARGETS = ["direct", report.CEILING, "aicc", "litellm"]
 # A typical small chat: a system prompt, a user turn, a 16-token answer (16 SSE chunks + 3).
 CHAT = {
     "model": MODEL,
@@ -154,7 +155,8 @@ def main_scenarios(
     for is_stream in (False, True):
         for concurrency in args.clients:
             scenario = f"{'stream' if is_stream else 'chat'} c={concurrency}"
-            names = ["direct", "aicc", "litellm"]
+            # The bare forwarder buffers whole answers, so it is a ceiling for chat only.
+            names = ["direct", "aicc", "litellm"] if is_stream else CHAT_TARGETS
             if concurrency == max(args.clients):
                 names.append("aicc-2w")
             plan = [
@@ -233,6 +235,7 @@ def _start_targets(
     upstream = targets["direct"] = stack.start_upstream()
     common = {"redis_url": storage["redis_url"], "upstream_url": upstream.base_url}
     small_key, big_key = data["small"]["keys"][0], data["big"]["one_tenant_keys"][0]
+    targets[report.CEILING] = stack.start_forwarder(upstream.base_url)
     targets["aicc"] = stack.start_gateway(
         "aicc", workers=1, api_key=small_key, database_url=storage["database_url"], **common
     )
@@ -358,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "checks": report.comparisons(runs),
         "profile": profiled,
         "ratios_vs_litellm": report.litellm_ratios(runs),
+        "ceiling": report.ceiling_ratios(runs),
     }
     path = RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=1, default=str))

@@ -142,10 +142,11 @@ def start_uvicorn(
     health_path: str = "/health",
     timeout_s: float = 60.0,
     code_dir: Path = PROJECT_ROOT,
+    python: str = sys.executable,
 ) -> Served:
     port = free_port()
     command = [
-        sys.executable,
+        python,
         "-m",
         "uvicorn",
         app,
@@ -211,13 +212,15 @@ def start_gateway(
     api_key: str,
     extra_env: dict[str, str] | None = None,
     code_dir: Path = PROJECT_ROOT,
+    python: str = sys.executable,
 ) -> Served:
     """`code_dir`: the checkout whose code the gateway runs (e.g. a git worktree of another
-    commit, for bench.ab --base); it runs on this checkout's virtualenv."""
+    commit, for bench.ab --base); `python`: the interpreter (of a virtualenv with
+    requirements.txt installed) it runs on, this checkout's by default."""
     env = gateway_env(database_url=database_url, redis_url=redis_url, upstream_url=upstream_url)
     env.update(extra_env or {})
     served = start_uvicorn(
-        name, "aicc_site.asgi:application", env, workers=workers, code_dir=code_dir
+        name, "aicc_site.asgi:application", env, workers=workers, code_dir=code_dir, python=python
     )
     served.api_key = api_key
     # With several workers, each must have loaded the app: wait until all children exist.
@@ -225,6 +228,13 @@ def start_gateway(
     while workers > 1 and len(served.pids()) < workers and time.monotonic() < deadline:
         time.sleep(0.2)
     return served
+
+
+def start_forwarder(upstream_url: str) -> Served:
+    """The ceiling: the smallest forwarder on the gateway's own server and client (uvicorn on
+    uvloop + httptools, aiohttp), with no feature at all (bench/probes/forward_app.py)."""
+    env = {**os.environ, "PROBE_UPSTREAM_URL": upstream_url, "PROBE_CLIENT": "aiohttp"}
+    return start_uvicorn("forwarder", "bench.probes.forward_app:application", env)
 
 
 def litellm_available() -> tuple[bool, str]:
