@@ -35,6 +35,7 @@ from bench import report, stack
 from bench.environment import dataset, flush_bench_redis, manage, resolve_storage
 from bench.loadgen import LoadSpec, run_load_sync, run_sync, send_each_once
 from bench.stack import RESULTS_DIR, Served
+from tests import litellm_proxy
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/aicc_bench"
 DEFAULT_BIG_DATABASE = "postgres://postgres@127.0.0.1:5432/aicc_bench_big"
@@ -290,11 +291,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _is_libpython_shared() -> bool:
+    try:
+        return "libpython" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
+        # AICC and LiteLLM both run on it (tests.litellm_proxy.base_python); its build matters:
+        # an interpreter linked against a shared libpython ran the gateway ~12 % slower here.
+        "interpreter": str(litellm_proxy.base_python()),
+        "libpython_shared": _is_libpython_shared(),
         "platform": platform.platform(),
     }
 

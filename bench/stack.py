@@ -243,10 +243,11 @@ def litellm_available() -> tuple[bool, str]:
         return False, "tests/litellm_proxy.py is missing"
     from tests import litellm_proxy
 
-    if litellm_proxy.installed_version() != litellm_proxy.LITELLM_VERSION:
+    if not litellm_proxy.is_installed():
         return False, (
             f"LiteLLM {litellm_proxy.LITELLM_VERSION} is not installed in "
-            f"{litellm_proxy.VENV_DIR} (python -c 'from tests.litellm_proxy import "
+            f"{litellm_proxy.VENV_DIR}, on this virtualenv's Python "
+            f"({litellm_proxy.base_python()}) (python -c 'from tests.litellm_proxy import "
             "ensure_litellm_installed as e; e()')"
         )
     return True, litellm_proxy.LITELLM_VERSION

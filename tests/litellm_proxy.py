@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,24 @@ class LiteLLMError(RuntimeError):
     """LiteLLM could not be installed or started; the message names the log to read."""
 
 
+def base_python() -> Path:
+    """The interpreter this process's virtualenv was made from. LiteLLM's venv is made from it
+    too, so a benchmark compares the two proxies on the same Python build."""
+    major, minor = sys.version_info[:2]
+    return Path(sys.base_prefix) / "bin" / f"python{major}.{minor}"
+
+
+def _venv_home(venv_dir: Path) -> str | None:
+    config = venv_dir / "pyvenv.cfg"
+    if not config.exists():
+        return None
+    for line in config.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "home":
+            return value.strip()
+    return None
+
+
 def installed_version(venv_dir: Path = VENV_DIR) -> str | None:
     """The litellm version in the venv, or None when the venv or the package is missing."""
     python = venv_dir / "bin" / "python"
@@ -53,17 +72,23 @@ def installed_version(venv_dir: Path = VENV_DIR) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def is_installed(venv_dir: Path = VENV_DIR) -> bool:
+    """LITELLM_VERSION is installed, in a venv made from this process's interpreter."""
+    is_same_python = _venv_home(venv_dir) == str(base_python().parent)
+    return is_same_python and installed_version(venv_dir) == LITELLM_VERSION
+
+
 def ensure_litellm_installed(venv_dir: Path = VENV_DIR) -> Path:
     """Install `litellm[proxy]==LITELLM_VERSION` in its own venv unless there; return the CLI."""
     if LITELLM_VERSION in _REFUSED_VERSIONS:
         raise LiteLLMError(f"litellm {LITELLM_VERSION} is a known-compromised release")
     cli = venv_dir / "bin" / "litellm"
-    if installed_version(venv_dir) == LITELLM_VERSION and cli.exists():
+    if is_installed(venv_dir) and cli.exists():
         return cli
     if venv_dir.exists():
         shutil.rmtree(venv_dir)
     venv_dir.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["python3", "-m", "venv", str(venv_dir)], check=True)
+    subprocess.run([base_python(), "-m", "venv", str(venv_dir)], check=True)
     install = subprocess.run(
         [venv_dir / "bin" / "python", "-m", "pip", "install", "--quiet",
          f"litellm[proxy]=={LITELLM_VERSION}"],

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.fake_upstream import FakeUpstream
+from tests import litellm_proxy
 from tests.litellm_proxy import (
     MODEL_NAMES,
     UPSTREAM_API_KEY,
@@ -43,6 +44,18 @@ def test_child_environment_carries_no_database_redis_or_provider_settings(monkey
     env = litellm_env()
     assert "must-not-leak" not in env.values()
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+def test_litellm_runs_on_the_same_python_build_as_the_project(tmp_path, litellm):
+    # The benchmark compares two Python proxies: a venv made from another interpreter (another
+    # build may be 10-15 % faster or slower) does not count as installed.
+    assert litellm_proxy.is_installed()
+    venv = litellm_proxy.VENV_DIR
+    assert litellm_proxy._venv_home(venv) == str(litellm_proxy.base_python().parent)
+    other = tmp_path / "venv"
+    other.mkdir()
+    (other / "pyvenv.cfg").write_text("home = /opt/another-python/bin\nversion = 3.11.0\n")
+    assert not litellm_proxy.is_installed(other)
 
 
 def test_config_routes_every_model_to_the_upstream_in_master_key_mode(tmp_path):
