@@ -35,14 +35,14 @@ from bench import report, stack
 from bench.environment import dataset, flush_bench_redis, manage, resolve_storage
 from bench.loadgen import LoadSpec, run_load_sync, run_sync, send_each_once
 from bench.stack import RESULTS_DIR, Served
-from tests import litellm_proxy
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/aicc_bench"
 DEFAULT_BIG_DATABASE = "postgres://postgres@127.0.0.1:5432/aicc_bench_big"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/7"
 MODEL = "gpt-4o-mini"
 KEY_TABLE_SCENARIO = report.KEY_TABLE_SCENARIO
-CHAT_TARGETS = ["direct", report.CEILING, "aicc", "litellm"]
+CHAT_TARGETS = ("direct", report.CEILING, "aicc", "litellm")
+STREAM_TARGETS = ("direct", "aicc", "litellm")
 # A typical small chat: a system prompt, a user turn, a 16-token answer (16 SSE chunks + 3).
 CHAT = {
     "model": MODEL,
@@ -157,7 +157,7 @@ def main_scenarios(
         for concurrency in args.clients:
             scenario = f"{'stream' if is_stream else 'chat'} c={concurrency}"
             # The bare forwarder buffers whole answers, so it is a ceiling for chat only.
-            names = ["direct", "aicc", "litellm"] if is_stream else CHAT_TARGETS
+            names = list(STREAM_TARGETS if is_stream else CHAT_TARGETS)
             if concurrency == max(args.clients):
                 names.append("aicc-2w")
             plan = [
@@ -303,9 +303,10 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
-        # AICC and LiteLLM both run on it (tests.litellm_proxy.base_python); its build matters:
-        # an interpreter linked against a shared libpython ran the gateway ~12 % slower here.
-        "interpreter": str(litellm_proxy.base_python()),
+        # AICC and LiteLLM both run on this build (tests.litellm_proxy.base_python), and the
+        # build matters: pyenv's (shared libpython, no PGO) ran the gateway ~12 % slower than
+        # Debian's static, PGO-built python3.11 here (docs/BENCHMARKS.md).
+        "interpreter_prefix": sys.base_prefix,
         "libpython_shared": _is_libpython_shared(),
         "platform": platform.platform(),
     }
