@@ -194,9 +194,10 @@ class ReserveCall:
     refs: tuple[BudgetRef, ...]
 
     def result(self, raw: list[Any]) -> ReservationResult:
-        status, index, spent, reserved = (int(x) for x in raw)
+        # The fourth field: what is reserved (rejected) or the least headroom left (reserved).
+        status, index, spent, amount = (int(x) for x in raw)
         if status == 1:
-            return ReservationResult(ReserveStatus.RESERVED, headroom_usd=from_micro(reserved))
+            return ReservationResult(ReserveStatus.RESERVED, headroom_usd=from_micro(amount))
         if status == 2:
             return ReservationResult(ReserveStatus.DUPLICATE)
         if status == 3:
@@ -205,7 +206,7 @@ class ReserveCall:
             ReserveStatus.REJECTED,
             rejected_by=self.refs[index - 1],
             spent_usd=from_micro(spent),
-            reserved_usd=from_micro(reserved),
+            reserved_usd=from_micro(amount),
         )
 
 

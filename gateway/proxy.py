@@ -116,19 +116,16 @@ async def _once_admitted(
         raise
     try:
         await admitting
-    except GatewayError as refusal:
+    except BaseException as failure:
         if isinstance(got, upstream.UpstreamStream):
             await _abandon(got)
-        metrics.observe_early_forward_refused(ctx)
-        log.warning(
-            "early_forward_refused",
-            code=refusal.code,
-            upstream_status=getattr(got, "status", None),
-        )
-        raise
-    except BaseException:
-        if isinstance(got, upstream.UpstreamStream):
-            await _abandon(got)
+        if isinstance(failure, GatewayError):
+            metrics.observe_early_forward_refused(ctx)
+            log.warning(
+                "early_forward_refused",
+                code=failure.code,
+                upstream_status=getattr(got, "status", None),
+            )
         raise
     return got
 
