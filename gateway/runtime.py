@@ -4,6 +4,7 @@ session. Created at start-up (ASGI lifespan) or lazily on first use; closed at s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import structlog
 from django.conf import settings
@@ -24,6 +25,10 @@ from gateway.routing import Router
 from gateway.targets import Targets
 
 log = structlog.get_logger(__name__)
+
+# Shutdown waits at most this long on each step (a flush to a locked row or an unanswering
+# Redis would otherwise hold the worker for ever after its connections have closed).
+STOP_STEP_TIMEOUT_S = 5.0
 
 
 class Runtime:
@@ -109,18 +114,26 @@ class Runtime:
         log.info("gateway_started", upstream=settings.AICC_UPSTREAM_URL)
 
     async def stop(self) -> None:
-        await self.router.stop()
+        await _bounded("policy_watch", self.router.stop())
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await _bounded("background", asyncio.gather(*self._background, return_exceptions=True))
         self._background.clear()
-        await self.last_used.flush()
-        await self.recent_stats.flush(self.redis)
+        await _bounded("last_used_flush", self.last_used.flush())
+        await _bounded("recent_stats_flush", self.recent_stats.flush(self.redis))
         if self.langfuse is not None:
-            await self.langfuse.close()
+            await _bounded("langfuse_close", self.langfuse.close())
         metrics.process_stopped()
-        await upstream.close()
+        await _bounded("upstream_close", upstream.close())
         if self._redis is not None:
-            await self._redis.aclose()
+            await _bounded("redis_close", self._redis.aclose())
             self._redis = None
         log.info("gateway_stopped")
+
+
+async def _bounded(step: str, work: Awaitable[object]) -> None:
+    try:
+        async with asyncio.timeout(STOP_STEP_TIMEOUT_S):
+            await work
+    except TimeoutError:
+        log.error("shutdown_step_timed_out", step=step, timeout_s=STOP_STEP_TIMEOUT_S)

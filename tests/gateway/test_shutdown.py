@@ -3,16 +3,21 @@ usage is still metered."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
 
 import httpx
+import pytest
+from structlog.testing import capture_logs
 
 from billing.models import UsageRecord
 from tenants.services import IssuedKey
 from tests.fake_upstream import FakeUpstream
 from tests.gateway.test_metering_e2e import drain_ledger
+from gateway import runtime as runtime_module
+from gateway.runtime import Runtime
 from tests.live import GatewayProcess
 
 
@@ -70,3 +75,30 @@ def test_sigterm_lets_an_in_flight_stream_finish_and_meters_it(
     record = UsageRecord.objects.get(correlation_id="sigterm")
     assert record.completion_tokens == 600
     assert record.status_code == 200
+
+
+async def test_a_shutdown_step_that_never_ends_is_given_up_and_the_rest_still_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = Runtime()
+    monkeypatch.setattr(runtime_module, "STOP_STEP_TIMEOUT_S", 0.2)
+    never = asyncio.Event()
+    runtime.last_used.note("some-key")  # so that the flush has something to write
+
+    async def blocked_flush() -> None:  # e.g. an UPDATE waiting on a locked row
+        await never.wait()
+
+    monkeypatch.setattr(runtime.last_used, "flush", blocked_flush)
+    redis = runtime.redis
+
+    started = time.monotonic()
+    with capture_logs() as logs:
+        await asyncio.wait_for(runtime.stop(), timeout=5)
+
+    assert time.monotonic() - started < 2
+    timed_out = [entry for entry in logs if entry["event"] == "shutdown_step_timed_out"]
+    assert [entry["step"] for entry in timed_out] == ["last_used_flush"]
+    # The steps after it still ran: the Redis pool was closed and the runtime let go of it.
+    assert runtime._redis is None
+    assert redis.connection_pool._in_use_connections == set()
+    assert logs[-1]["event"] == "gateway_stopped"
