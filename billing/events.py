@@ -30,7 +30,7 @@ class MalformedEvent(ValueError):
     """A stream entry that cannot become a ledger row (moved to the dead-letter stream)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class UsageEvent:
     event_id: str
     tenant_id: int

@@ -127,7 +127,7 @@ class BudgetRef:
         return cls(Scope(scope), owner_id, period, period_key)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ReservationResult:
     status: ReserveStatus
     rejected_by: BudgetRef | None = None
@@ -141,7 +141,7 @@ class ReservationResult:
         return self.status is ReserveStatus.RESERVED
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SettleResult:
     status: SettleStatus
     soft_limit_crossed: tuple[BudgetRef, ...] = ()
@@ -172,20 +172,20 @@ def _record_key(request_id: str) -> str:
     return f"{KEY_PREFIX}:budget:res:{request_id}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScriptCall:
     keys: list[str]
     args: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _PeriodPart:
     ref: BudgetRef
     keys: tuple[str, ...]
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReserveCall:
     """One reservation as script keys and arguments; `result` reads the script's reply."""
 
@@ -227,11 +227,14 @@ def settle_result(raw: list[Any]) -> SettleResult:
     crossed: list[BudgetRef] = []
     missing: list[BudgetRef] = []
     for i in range(1, len(raw), 3):
+        is_crossed, is_missing = int(raw[i + 1]), int(raw[i + 2])
+        if not (is_crossed or is_missing):
+            continue  # the usual case: nothing to report about this budget
         label = raw[i].decode() if isinstance(raw[i], bytes) else str(raw[i])
         ref = BudgetRef.from_label(label)
-        if int(raw[i + 1]):
+        if is_crossed:
             crossed.append(ref)
-        if int(raw[i + 2]):
+        if is_missing:
             missing.append(ref)
     return SettleResult(SettleStatus.DONE, tuple(crossed), tuple(missing))
 

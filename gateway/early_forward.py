@@ -27,7 +27,7 @@ MAX_IN_FLIGHT = 4
 MEMO_MAX_KEYS = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Headroom:
     """What a key's last admission in this process left; None: no such limit or budget."""
 

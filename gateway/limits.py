@@ -98,7 +98,7 @@ class ScopeLimits:
     policy: RatePolicy
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Quota:
     """One header trio for the tightest scope of a kind."""
 
@@ -112,7 +112,7 @@ class Quota:
         return math.ceil(self.reset_ms / 1000)
 
 
-@dataclass
+@dataclass(slots=True)
 class Admission:
     """What `settle`/`release` need to undo or correct an admission. One per request."""
 
@@ -124,7 +124,7 @@ class Admission:
     is_released: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RateLimitResult:
     admitted: bool
     rejected_scope: Scope | None = None
@@ -138,7 +138,7 @@ class RateLimitResult:
     admission: Admission | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AdmitCall:
     """One admission as script keys and arguments; `result` reads the script's reply."""
 
@@ -158,7 +158,7 @@ class AdmitCall:
         return RateLimitResult(admitted=True, is_fail_open=True, admission=inert)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndCall:
     """One settle and/or release as script keys and arguments; `applied` records it was run."""
 
@@ -177,8 +177,9 @@ def rl_key(scope: Scope, owner_id: str, kind: str) -> str:
     return f"{KEY_PREFIX}:rl:{scope.value}:{owner_id}:{kind}"
 
 
-async def guarded(call: Awaitable[T], timeout_s: float) -> T:
-    """Await a Redis call; every failure comes out as LimiterUnavailable."""
+async def guarded(call: Awaitable[T], timeout_s: float | None = None) -> T:
+    """Await a Redis call; every failure comes out as LimiterUnavailable. `timeout_s=None`: the
+    call is bounded already (gateway.script_batch)."""
     try:
         async with asyncio.timeout(timeout_s):
             return await call

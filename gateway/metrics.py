@@ -65,7 +65,7 @@ _REQUEST_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 _OVERHEAD_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestSample:
     """What one finished request contributes to the metrics."""
 
