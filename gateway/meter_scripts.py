@@ -47,7 +47,7 @@ class MeterScripts:
     def __init__(self, client: Redis, *, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         # Calls of concurrent requests share round trips (gateway.script_batch).
-        self._batcher = ScriptBatcher(client.connection_pool)
+        self._batcher = ScriptBatcher(client.connection_pool, timeout_s=timeout_s)
         self._admit = client.register_script(
             compose_script(
                 "meter_admit.lua",
@@ -72,9 +72,7 @@ class MeterScripts:
         """Run the reservation, then the rate check; returns (rate reply, budget reply), None
         for a part that did not run. Redis failures raise gateway.limits.LimiterUnavailable."""
         keys, args = _layout(rate, budget)
-        budget_reply, rate_reply = await guarded(
-            self._batcher.run(self._admit, keys, args), self.timeout_s
-        )
+        budget_reply, rate_reply = await guarded(self._batcher.run(self._admit, keys, args))
         return (rate_reply or None), (budget_reply or None)
 
     async def settle(
@@ -84,7 +82,5 @@ class MeterScripts:
         keys, args = _layout(rate, budget)
         keys.append(STREAM)
         args += [FIELD, event]
-        _freed, budget_reply = await guarded(
-            self._batcher.run(self._settle, keys, args), self.timeout_s
-        )
+        _freed, budget_reply = await guarded(self._batcher.run(self._settle, keys, args))
         return budget_reply or None

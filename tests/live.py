@@ -160,6 +160,10 @@ class RedisServer:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGSTOP)  # still accepts connections, never answers
 
+    def thaw(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)  # answers what it was sent meanwhile
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)

@@ -4,6 +4,7 @@ own reply or error, against a real Redis."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,6 +18,7 @@ from tests.live import RedisServer
 
 pytestmark = pytest.mark.smoke
 
+TIMEOUT_S = 0.5
 ECHO = "if ARGV[1] == 'boom' then return redis.error_reply('boom') end return {KEYS[1], ARGV[1]}"
 
 
@@ -45,7 +47,7 @@ class CountingPool:
 
 async def test_calls_of_one_turn_share_one_round_trip(client: aioredis.Redis) -> None:
     pool = CountingPool(client.connection_pool)
-    batcher = ScriptBatcher(pool)  # type: ignore[arg-type]
+    batcher = ScriptBatcher(pool, timeout_s=TIMEOUT_S)  # type: ignore[arg-type]
     script = client.register_script(ECHO)
     await client.script_load(ECHO)
 
@@ -59,7 +61,7 @@ async def test_calls_of_one_turn_share_one_round_trip(client: aioredis.Redis) ->
 
 async def test_calls_one_after_another_go_one_by_one(client: aioredis.Redis) -> None:
     pool = CountingPool(client.connection_pool)
-    batcher = ScriptBatcher(pool)  # type: ignore[arg-type]
+    batcher = ScriptBatcher(pool, timeout_s=TIMEOUT_S)  # type: ignore[arg-type]
     script = client.register_script(ECHO)
 
     for i in range(3):
@@ -69,7 +71,7 @@ async def test_calls_one_after_another_go_one_by_one(client: aioredis.Redis) -> 
 
 
 async def test_a_script_error_reaches_only_its_caller(client: aioredis.Redis) -> None:
-    batcher = ScriptBatcher(client.connection_pool)
+    batcher = ScriptBatcher(client.connection_pool, timeout_s=TIMEOUT_S)
     script = client.register_script(ECHO)
 
     replies = await asyncio.gather(
@@ -85,7 +87,7 @@ async def test_a_script_error_reaches_only_its_caller(client: aioredis.Redis) ->
 
 
 async def test_scripts_redis_forgot_are_loaded_and_run_once(client: aioredis.Redis) -> None:
-    batcher = ScriptBatcher(client.connection_pool)
+    batcher = ScriptBatcher(client.connection_pool, timeout_s=TIMEOUT_S)
     script = client.register_script(ECHO)
     other = client.register_script("return tonumber(ARGV[1]) + 1")
     await client.script_flush()
@@ -106,7 +108,7 @@ async def test_scripts_redis_forgot_are_loaded_and_run_once(client: aioredis.Red
 async def test_a_caller_that_gives_up_does_not_disturb_the_others(
     client: aioredis.Redis,
 ) -> None:
-    batcher = ScriptBatcher(client.connection_pool)
+    batcher = ScriptBatcher(client.connection_pool, timeout_s=TIMEOUT_S)
     script = client.register_script("redis.call('INCR', KEYS[1]) return ARGV[1]")
     await client.delete("aicc:test:gave-up")
 
@@ -134,7 +136,7 @@ async def test_a_lost_connection_reaches_every_caller_of_the_batch(
         socket_connect_timeout=0.5,
     )
     client = aioredis.Redis(connection_pool=pool)
-    batcher = ScriptBatcher(pool)
+    batcher = ScriptBatcher(pool, timeout_s=TIMEOUT_S)
     script = client.register_script(ECHO)
     assert await batcher.run(script, ["k"], ["up"]) == [b"k", b"up"]
     redis_server.stop()
@@ -144,4 +146,31 @@ async def test_a_lost_connection_reaches_every_caller_of_the_batch(
     )
 
     assert all(isinstance(reply, RedisConnectionError) for reply in replies), replies
+    await client.aclose()
+
+
+async def test_a_redis_that_stops_answering_fails_the_whole_batch_within_the_timeout(
+    redis_server: RedisServer,
+) -> None:
+    # No socket timeout on the connections: the batch's own deadline is what bounds the wait.
+    pool = pool_from_url(aioredis.BlockingConnectionPool, redis_server.url, max_connections=2)
+    client = aioredis.Redis(connection_pool=pool)
+    batcher = ScriptBatcher(pool, timeout_s=TIMEOUT_S)
+    script = client.register_script(ECHO)
+    assert await batcher.run(script, ["k"], ["up"]) == [b"k", b"up"]
+    redis_server.freeze()
+    started = time.perf_counter()
+
+    replies = await asyncio.gather(
+        *(batcher.run(script, ["k"], [str(i)]) for i in range(5)), return_exceptions=True
+    )
+
+    elapsed_s = time.perf_counter() - started
+    assert all(isinstance(reply, TimeoutError) for reply in replies), replies
+    assert TIMEOUT_S <= elapsed_s < TIMEOUT_S + 0.5
+    # The interrupted connection was dropped, not handed back with five replies still to come:
+    # the next batch reads its own.
+    redis_server.thaw()
+    assert await batcher.run(script, ["k"], ["after"]) == [b"k", b"after"]
+    redis_server.stop()
     await client.aclose()
