@@ -8,8 +8,8 @@ import openai
 import pytest
 import yaml
 
-from tests.fake_upstream import FakeUpstream
 from tests import litellm_proxy
+from tests.fake_upstream import FakeUpstream
 from tests.litellm_proxy import (
     MODEL_NAMES,
     UPSTREAM_API_KEY,

@@ -13,11 +13,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from billing.models import UsageRecord
+from gateway import runtime as runtime_module
+from gateway.runtime import Runtime
 from tenants.services import IssuedKey
 from tests.fake_upstream import FakeUpstream
 from tests.gateway.test_metering_e2e import drain_ledger
-from gateway import runtime as runtime_module
-from gateway.runtime import Runtime
 from tests.live import GatewayProcess
 
 
