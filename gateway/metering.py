@@ -13,6 +13,7 @@ is written to the ledger directly instead (never lost).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +76,13 @@ class Ticket:
     is_settled: bool = False
 
 
+@functools.lru_cache(maxsize=4096)
+def _metered(configs: tuple[BudgetConfig, ...]) -> tuple[tuple[Budget, BudgetConfig], ...]:
+    """The key's budgets as the counters see them; the same configs for every request of a key
+    until its budgets change, so built once (a key's cached credential holds the configs)."""
+    return tuple((budget_from_config(config), config) for config in configs)
+
+
 def _policy(limits: Any) -> RatePolicy:
     return RatePolicy(
         requests_per_minute=limits.rpm,
@@ -132,7 +140,7 @@ class Meter:
             request_id=uuid.uuid4().hex,
             started_at=datetime.now(UTC),
             rate=None,
-            budgets=tuple((budget_from_config(config), config) for config in caller.budgets),
+            budgets=_metered(caller.budgets),
             price=None,
         )
         max_output_tokens = _max_output_tokens(payload, ctx.endpoint)
