@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 PROCESS_STARTED_AT = time.time()
 
 MAX_MODEL_LABELS = 200
+MAX_CACHED_CHILDREN = 50_000
 NO_TENANT = "-"
 OTHER_MODEL = "other"
 BREAKER_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
@@ -153,6 +154,18 @@ class GatewayMetrics:
             ["outcome"], registry=registry,
         )  # fmt: skip
         self._model_labels: set[str] = set()
+        # Labelled children by (metric, label values): `labels()` re-checks and re-joins the
+        # values under a lock on every call, several times per request.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _labelled(self, metric: Counter | Histogram, *values: str) -> Any:
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= MAX_CACHED_CHILDREN:
+                self._children.clear()  # only the shortcut goes; the series stay registered
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def model_label(self, model: str, *, is_success: bool) -> str:
         if model in self._model_labels:
@@ -165,21 +178,22 @@ class GatewayMetrics:
     def record(self, sample: RequestSample) -> None:
         model = self.model_label(sample.model, is_success=200 <= sample.status < 400)
         tenant = sample.tenant
-        self.requests.labels(tenant, model, str(sample.status)).inc()
-        self.request_duration.labels(sample.endpoint).observe(sample.latency_s)
+        self._labelled(self.requests, tenant, model, str(sample.status)).inc()
+        self._labelled(self.request_duration, sample.endpoint).observe(sample.latency_s)
         if sample.upstream_latency_s is not None:
-            self.upstream_duration.labels(model).observe(sample.upstream_latency_s)
+            self._labelled(self.upstream_duration, model).observe(sample.upstream_latency_s)
             overhead_s = max(sample.latency_s - sample.upstream_latency_s, 0.0)
             self.gateway_overhead.observe(overhead_s)
         if sample.prompt_tokens:
-            self.tokens.labels(tenant, model, "prompt").inc(sample.prompt_tokens)
+            self._labelled(self.tokens, tenant, model, "prompt").inc(sample.prompt_tokens)
         if sample.completion_tokens:
-            self.tokens.labels(tenant, model, "completion").inc(sample.completion_tokens)
+            completion = self._labelled(self.tokens, tenant, model, "completion")
+            completion.inc(sample.completion_tokens)
         if sample.cost_usd:
             # A float counter: exact to ~1e-15 relative, plenty against µUSD ledger amounts.
-            self.cost.labels(tenant, model).inc(float(sample.cost_usd))
+            self._labelled(self.cost, tenant, model).inc(float(sample.cost_usd))
         if sample.is_cache_hit:
-            self.cache_hits.labels(tenant, model).inc()
+            self._labelled(self.cache_hits, tenant, model).inc()
 
 
 _metrics: GatewayMetrics | None = None
