@@ -23,8 +23,11 @@ Cost. Closed with no failures (the common case): no Redis round trip. An `allow(
 Redis also learns the shared failure count; if it is zero, the process keeps "closed, no
 failures" for `closed_cache_s` (default 0.25 s, injected clock) and answers `allow()` from it.
 `record_success()` skips Redis when there is no streak to end: not a probe, the decision saw
-zero failures, and that view is still fresh. A busy process thus sends about one command per
-`closed_cache_s` instead of two per request. The price, bounded by `closed_cache_s`:
+zero failures, and that view is still fresh. While one `allow()` renews a stale view, the
+callers arriving meanwhile wait for its reply instead of each sending their own, and take it if
+it shows closed with no failures (otherwise each asks for itself, as before). A busy process
+thus sends about one command per `closed_cache_s` instead of two per request. The price,
+bounded by `closed_cache_s`:
 - another process opening the breaker is seen here up to `closed_cache_s` (plus a round trip)
   late, and requests are sent meanwhile. `closed_cache_s <= reset_timeout_s` is enforced, so
   they stop before the deadline and never run beside the probe;
@@ -159,6 +162,9 @@ class CircuitBreaker:
         self._closed_seen_at_ms: int | None = None
         # Bumped whenever that view is dropped; a reply sent before the drop must not restore it.
         self._closed_epoch = 0
+        # The allow() now asking Redis with the view stale; it resolves to whether its reply
+        # renewed the view, so callers arriving meanwhile wait for it instead of asking too.
+        self._renewing: asyncio.Future[bool] | None = None
         self._local = LocalState()
         self._is_redis_down = False
         self._redis_retry_at_s = 0.0
@@ -170,13 +176,28 @@ class CircuitBreaker:
             return self._reject(self._open_until_ms - now_ms)
         if self._is_closed_view_fresh(now_ms):
             return _ALLOWED
+        if self._renewing is not None:
+            if await asyncio.shield(self._renewing):
+                return _ALLOWED
+            now_ms = self._now_ms()  # it saw failures or an open breaker: ask for ourselves
         epoch = self._closed_epoch
         token = secrets.token_hex(8)
-        outcome, deadline_ms, number = await self._run(
-            "allow",
-            (now_ms, token, self._probe_lease_ms),
-            lambda local: local.allow(now_ms, token, self._probe_lease_ms),
-        )
+        renewing = None
+        if self._renewing is None and self._closed_cache_ms:
+            renewing = self._renewing = asyncio.get_running_loop().create_future()
+        is_renewed = False
+        try:
+            outcome, deadline_ms, number = await self._run(
+                "allow",
+                (now_ms, token, self._probe_lease_ms),
+                lambda local: local.allow(now_ms, token, self._probe_lease_ms),
+            )
+            # Only "closed, no failures", from a reply sent since the view was last dropped.
+            is_renewed = outcome == "closed" and number == 0 and epoch == self._closed_epoch
+        finally:
+            if renewing is not None:
+                self._renewing = None
+                renewing.set_result(is_renewed)
         if outcome == "closed" and number == 0:
             self._remember_closed(now_ms, epoch)
             return _ALLOWED

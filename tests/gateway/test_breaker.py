@@ -422,25 +422,46 @@ async def test_a_closed_reply_overtaken_by_a_local_failure_does_not_restore_the_
     assert (await process.breaker.allow()).failures_seen == 1
 
 
-async def test_a_later_reply_showing_failures_drops_a_view_an_earlier_reply_just_filled(
+async def test_callers_arriving_while_a_stale_view_is_renewed_wait_for_that_one_reply(
+    start_process: StartProcess, clock: Clock
+) -> None:
+    process = start_process()
+    await warm_up(process, clock)
+    sent_before = process.redis.commands_sent
+    arrived, release = process.redis.hold_next_reply()
+    renewing = asyncio.create_task(process.breaker.allow())
+    await arrived.wait()  # Redis answered "closed, no failures"; the answer is still on its way
+
+    waiting = [asyncio.create_task(process.breaker.allow()) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    decisions = await asyncio.gather(renewing, *waiting)
+
+    assert all(d.is_allowed and d.failures_seen == 0 and not d.is_probe for d in decisions)
+    assert process.redis.commands_sent - sent_before == 1
+
+
+async def test_callers_waiting_on_a_renewal_that_shows_failures_each_ask_for_themselves(
     start_process: StartProcess, clock: Clock
 ) -> None:
     process, other = start_process(), start_process()
     await warm_up(process, clock)
-    arrived, release_first = process.redis.hold_next_reply()
-    first = asyncio.create_task(process.breaker.allow())
-    await arrived.wait()  # read "no failures"
     await fail(other.breaker)
-    arrived, release_second = process.redis.hold_next_reply()
-    second = asyncio.create_task(process.breaker.allow())
+    sent_before = process.redis.commands_sent
+    arrived, release = process.redis.hold_next_reply()
+    renewing = asyncio.create_task(process.breaker.allow())
     await arrived.wait()  # read one failure
 
-    release_first.set()
-    assert (await first).failures_seen == 0
-    release_second.set()
-    assert (await second).failures_seen == 1
+    waiting = [asyncio.create_task(process.breaker.allow()) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    decisions = await asyncio.gather(renewing, *waiting)
 
-    assert (await process.breaker.allow()).failures_seen == 1
+    # Each saw the streak itself, so each success it reports can end it, exactly as before.
+    assert [d.failures_seen for d in decisions] == [1, 1, 1, 1]
+    assert process.redis.commands_sent - sent_before == 4
+    await process.breaker.record_success(decisions[1])
+    assert (await other.breaker.snapshot())["consecutive_failures"] == 0
 
 
 def test_a_closed_view_longer_than_the_reset_timeout_is_refused(aredis: Redis) -> None:
