@@ -45,8 +45,8 @@ def _layout(first: Call | None, second: Call | None) -> tuple[list[str], list[An
 
 class MeterScripts:
     def __init__(self, client: Redis, *, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        # Calls of concurrent requests share round trips (gateway.script_batch).
+        # Calls of concurrent requests share round trips, each batch under one deadline
+        # (gateway.script_batch).
         self._batcher = ScriptBatcher(client.connection_pool, timeout_s=timeout_s)
         self._admit = client.register_script(
             compose_script(

@@ -5,7 +5,8 @@ client packs with hiredis (`HiredisRespSerializer`). A metering script call carr
 arguments, and the C packer took a 43-argument EVALSHA from 224 to 146 µs of CPU per call on
 the benchmark machine (5,000 sequential calls). Same bytes on the wire, same DataError for
 arguments Redis cannot take. `pool_from_url` builds a pool of these for any URL scheme
-(redis://, rediss://, unix://), as `ConnectionPool.from_url` would.
+(redis://, rediss://, unix://), as `ConnectionPool.from_url` would. `pack_many` packs a whole
+batch of script calls (gateway.script_batch) for one write.
 """
 
 from __future__ import annotations
