@@ -220,28 +220,22 @@ def litellm_ratios(runs: list[Run]) -> list[tuple[str, float, float, float]]:
 def ceiling_ratios(runs: list[Run]) -> list[tuple[str, float]]:
     """How AICC and LiteLLM compare with the bare forwarder (chat), measured in the same rounds."""
     summary = summarise(runs)
-    out = []
-    wide, one = ("chat c=64", CEILING), ("chat c=1", CEILING)
-    if wide in summary and ("chat c=64", "litellm") in summary:
-        litellm = summary[("chat c=64", "litellm")]
-        out.append(
-            ("bare forwarder rps / LiteLLM rps, 64 clients", summary[wide]["rps"], litellm["rps"])
-        )
-    if wide in summary and ("chat c=64", "aicc") in summary:
-        aicc, ceiling = summary[("chat c=64", "aicc")], summary[wide]
-        out.append(("AICC rps / bare forwarder rps, 64 clients", aicc["rps"], ceiling["rps"]))
-        out.append(
-            (
-                "AICC CPU ms/request / bare forwarder's, 64 clients",
-                aicc["cpu_ms_per_req"],
-                ceiling["cpu_ms_per_req"],
-            )
-        )
-    return [(label, ratio(a, b)) for label, a, b in out] + (
-        [("bare forwarder added p50, 1 client (ms)", paired(runs, *one, "direct", "p50_ms"))]
-        if one in summary
-        else []
-    )
+    ceiling = summary.get(("chat c=64", CEILING))
+    aicc = summary.get(("chat c=64", "aicc"))
+    litellm = summary.get(("chat c=64", "litellm"))
+    out: list[tuple[str, float]] = []
+    if ceiling and litellm:
+        label = "bare forwarder rps / LiteLLM rps, 64 clients"
+        out.append((label, ratio(ceiling["rps"], litellm["rps"])))
+    if ceiling and aicc:
+        label = "AICC rps / bare forwarder rps, 64 clients"
+        out.append((label, ratio(aicc["rps"], ceiling["rps"])))
+        label = "AICC CPU ms/request / bare forwarder's, 64 clients"
+        out.append((label, ratio(aicc["cpu_ms_per_req"], ceiling["cpu_ms_per_req"])))
+    if ("chat c=1", CEILING) in summary:
+        added = paired(runs, "chat c=1", CEILING, "direct", "p50_ms")
+        out.append(("bare forwarder added p50, 1 client (ms)", added))
+    return out
 
 
 def render(runs: list[Run], context: dict[str, Any]) -> str:
